@@ -1,0 +1,180 @@
+"""The `ciel` command."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ciel.errors import CielError
+
+HELP = """Deploy the Ciel backend to Scaleway and move it from instances to Kubernetes.
+
+Typical use:
+
+  ciel deploy phase1 --env dev     instances behind a load balancer
+
+  ciel deploy phase2 --env dev     a Kapsule cluster beside them, same data layers
+
+  ciel migrate cutover --env dev   move traffic and workers to the cluster
+
+Without Scaleway credentials (SCW_ACCESS_KEY, SCW_SECRET_KEY, SCW_DEFAULT_PROJECT_ID or
+a `scw` profile) every command works offline: it synthesizes, validates and plans with
+the real engine and provider, and applies nothing. Run `ciel doctor` to see what this
+machine has.
+"""
+
+app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None, add_completion=False,
+                  pretty_exceptions_enable=False)
+deploy_app = typer.Typer(help="Plan, then (with credentials and confirmation) apply an environment.", no_args_is_help=True)
+migrate_app = typer.Typer(help="Move traffic and workers from the instances to the cluster.", no_args_is_help=True)
+app.add_typer(deploy_app, name="deploy")
+app.add_typer(migrate_app, name="migrate")
+
+out = Console()
+err = Console(stderr=True)
+
+EnvOption = typer.Option(..., "--env", "-e", help="Environment: a file name in infra/environments/ (dev, staging, prod).")
+EngineOption = typer.Option(None, "--engine", help="terraform, tofu or auto (default: auto, or $CIEL_ENGINE).")
+OfflineOption = typer.Option(False, "--offline", help="Plan offline even if Scaleway credentials are present.")
+ProviderSourceOption = typer.Option(
+    "mirror", "--provider-source",
+    help="mirror: providers built locally by setup (works offline); registry: the public registry (needs internet).",
+)
+
+
+def _print_plan(outcome) -> None:
+    table = Table(title=f"Plan for {outcome.env} ({outcome.stack})", show_lines=False)
+    table.add_column("action")
+    table.add_column("resource")
+    for change in outcome.plan.changes:
+        table.add_row("/".join(change.actions), change.address)
+    out.print(table)
+    plan = outcome.plan
+    out.print(f"{plan.count('create')} to add, {plan.count('update')} to change, {plan.count('delete')} to destroy.")
+
+
+@deploy_app.command("phase1")
+def deploy_phase1(
+    env: str = EnvOption,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Apply without asking for confirmation (live mode only)."),
+    offline: bool = OfflineOption,
+    engine: Optional[str] = EngineOption,
+    provider_source: str = ProviderSourceOption,
+) -> None:
+    """Phase 1: the Ciel image on instances behind the shared load balancer.
+
+    Loads and validates infra/environments/ENV.yaml, synthesizes the stack, then runs
+    init, validate and plan with the real engine and provider. With credentials it then
+    asks before applying; without, it stops after the plan and applies nothing.
+    """
+    from ciel.deploy import deploy_phase1 as run_deploy
+
+    outcome = run_deploy(env, force_offline=offline, engine_choice=engine, provider_source=provider_source,
+                         auto_approve=yes, confirm=lambda q: typer.confirm(q, default=False))
+    _print_plan(outcome)
+    if outcome.applied:
+        out.print(f"[green]Applied[/green] {env}.")
+    elif outcome.credentials.live:
+        out.print("Nothing to apply: the environment matches the configuration.")
+    else:
+        out.print(f"[bold yellow]OFFLINE: nothing was applied.[/bold yellow] This plan used placeholder credentials "
+                  f"and an empty local state; set Scaleway credentials to plan against {env} for real.")
+
+
+@deploy_app.command("phase2")
+def deploy_phase2(env: str = EnvOption) -> None:
+    """Phase 2: a Kapsule cluster beside the instances, sharing their data layers (not built yet)."""
+    from infra.config import load_environment
+
+    load_environment(env)
+    raise CielError("`deploy phase2` is not built yet: the Kapsule cluster and workloads arrive in a later release. "
+                    "Nothing was planned or changed.")
+
+
+@migrate_app.command("cutover")
+def migrate_cutover(env: str = EnvOption) -> None:
+    """Move traffic and workers from instances to the cluster, with rollback at every step (not built yet)."""
+    from infra.config import load_environment
+
+    load_environment(env)
+    raise CielError("`migrate cutover` is not built yet: it needs phase 2 first. Nothing was changed.")
+
+
+@app.command()
+def synth(env: str = EnvOption, offline: bool = OfflineOption) -> None:
+    """Synthesize ENV's stacks to Terraform JSON in cdktf.out/ (no engine run)."""
+    from ciel import credentials as creds
+    from ciel.toolchain import bindings, node
+    from infra.config import load_environment
+
+    config = load_environment(env)
+    live = creds.detect(offline).live
+    bindings.ensure_importable()
+    os.environ.update(node.runtime_env())
+    from infra.app import synthesize
+
+    result = synthesize(config, live=live)
+    out.print(f"{result.stack}: {result.directory / 'cdk.tf.json'}")
+
+
+@app.command()
+def plan(
+    env: str = EnvOption,
+    offline: bool = OfflineOption,
+    engine: Optional[str] = EngineOption,
+    provider_source: str = ProviderSourceOption,
+) -> None:
+    """Synthesize, validate and plan ENV; never applies, even with credentials."""
+    from ciel.deploy import deploy_phase1 as run_deploy
+
+    outcome = run_deploy(env, force_offline=offline, engine_choice=engine, provider_source=provider_source,
+                         confirm=lambda q: False, plan_only=True)
+    _print_plan(outcome)
+    out.print("Plan only: nothing was applied.")
+
+
+@app.command()
+def doctor(engine: Optional[str] = EngineOption) -> None:
+    """Report the engine, providers, bindings, Node and credentials this machine has."""
+    from ciel.doctor import checks
+
+    results = checks(engine)
+    table = Table(title="ciel doctor")
+    table.add_column("component")
+    table.add_column("status")
+    table.add_column("detail")
+    table.add_column("fix")
+    for check in results:
+        table.add_row(check.component, "[green]ok[/green]" if check.ok else "[red]missing[/red]", check.detail, check.fix)
+    out.print(table)
+    if not all(check.ok for check in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def setup(engine: Optional[str] = EngineOption) -> None:
+    """Install the toolchain into the cache (engine, providers, Node, bindings); idempotent."""
+    from ciel.toolchain.setup import run_setup
+
+    results = run_setup(engine)
+    table = Table(title="ciel setup")
+    table.add_column("step")
+    table.add_column("seconds", justify="right")
+    table.add_column("result")
+    for step in results:
+        table.add_row(step.name, f"{step.seconds:.1f}", step.detail)
+    err.print(table)
+
+
+def main() -> None:
+    """Entry point: our own errors become one readable line and a meaningful exit code."""
+    try:
+        app()
+    except CielError as error:
+        err.print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
+        sys.exit(error.exit_code)

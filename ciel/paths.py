@@ -1,0 +1,26 @@
+"""Where things live: the repository, the per-machine cache, the per-checkout work area."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+ENVIRONMENTS_DIR = REPO_ROOT / "infra" / "environments"
+
+# Per-checkout, git-ignored: synthesized stacks, offline state, plans.
+SYNTH_OUT = REPO_ROOT / "cdktf.out"
+WORK_DIR = REPO_ROOT / ".ciel"
+
+
+def cache_dir() -> Path:
+    """Per-machine cache shared by every clone, so a fresh clone's setup is fast.
+
+    CIEL_CACHE_DIR overrides it (tests of a cold setup point it at an empty folder).
+    """
+    explicit = os.environ.get("CIEL_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ciel-infra"

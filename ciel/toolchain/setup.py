@@ -1,0 +1,46 @@
+"""`ciel setup`: install the whole toolchain from package registries, idempotently.
+
+Every step checks for its cached result first, so a second run costs seconds. The order
+matters: bindings need the engine, the mirror and Node.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ciel.process import say
+from ciel.toolchain import bindings, engine, mirror, node
+from ciel.toolchain.pins import PROVIDERS
+
+
+@dataclass(frozen=True)
+class StepResult:
+    name: str
+    detail: str
+    seconds: float
+
+
+def run_setup(engine_preference: str | None = None) -> list[StepResult]:
+    results: list[StepResult] = []
+
+    def timed(name: str, action) -> None:
+        start = time.monotonic()
+        detail = action()
+        results.append(StepResult(name, detail, time.monotonic() - start))
+
+    say("ciel setup: engine, provider mirror, Node + cdktn, Scaleway bindings")
+    selected: list[engine.Engine] = []
+
+    def pick_engine() -> str:
+        chosen = engine.select(engine_preference, build_missing=True)
+        selected.append(chosen)
+        return f"{chosen.name} {chosen.version} — {chosen.origin}"
+
+    timed("engine", pick_engine)
+    for pin in PROVIDERS:
+        timed(f"provider {pin.address}", lambda pin=pin: f"{pin.version} → {mirror.install_provider(pin)}")
+    timed("CLI config", lambda: (mirror.write_cli_configs(), str(mirror.cli_config_path("mirror")))[1])
+    timed("Node + cdktn", lambda: (node.install(), str(node.node_binary()))[1])
+    timed("Scaleway bindings", lambda: str(bindings.generate(selected[0])))
+    return results

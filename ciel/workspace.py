@@ -1,0 +1,83 @@
+"""Running the engine (init, validate, plan, apply) in one synthesized stack's folder."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ciel.credentials import Credentials
+from ciel.errors import CielError
+from ciel.process import run, say
+from ciel.toolchain import mirror
+from ciel.toolchain.engine import Engine
+
+
+@dataclass(frozen=True)
+class ResourceChange:
+    address: str
+    type: str
+    actions: tuple[str, ...]  # e.g. ("create",), ("delete", "create")
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    plan_file: Path
+    changes: list[ResourceChange]
+    raw: dict  # `show -json` of the plan, for tests and policy checks
+
+    def count(self, action: str) -> int:
+        return sum(1 for change in self.changes if action in change.actions)
+
+    @property
+    def destroys(self) -> list[ResourceChange]:
+        return [change for change in self.changes if "delete" in change.actions]
+
+
+class StackWorkspace:
+    def __init__(self, engine: Engine, directory: Path, credentials: Credentials, provider_source: str = "mirror") -> None:
+        self.engine = engine
+        self.directory = directory
+        self.credentials = credentials
+        self.env = {
+            "TF_CLI_CONFIG_FILE": str(mirror.cli_config_path(provider_source)),
+            "TF_IN_AUTOMATION": "1",
+            "TF_INPUT": "0",
+            "CHECKPOINT_DISABLE": "1",
+            **credentials.engine_env,
+        }
+        self.color = [] if sys.stdout.isatty() else ["-no-color"]
+
+    def _run(self, *args: str, capture: bool = False, quiet: bool = False, what: str | None = None):
+        return run([self.engine.path, *args], cwd=self.directory, env=self.env, capture=capture, quiet=quiet,
+                   what=what or f"{self.engine.name} {args[0]}")
+
+    def init(self) -> None:
+        say(f"→ {self.engine.name} init (providers from the {'local mirror' if 'mirror' in self.env['TF_CLI_CONFIG_FILE'] else 'registry'})")
+        self._run("init", "-input=false", *self.color, quiet=True)
+
+    def validate(self) -> None:
+        say(f"→ {self.engine.name} validate")
+        result = self._run("validate", "-json", capture=True, what=f"{self.engine.name} validate")
+        report = json.loads(result.stdout)
+        if not report.get("valid"):
+            details = "; ".join(d.get("summary", "") + ": " + d.get("detail", "") for d in report.get("diagnostics", []))
+            raise CielError(f"the synthesized stack is invalid: {details}")
+
+    def plan(self) -> PlanResult:
+        say(f"→ {self.engine.name} plan ({self.credentials.mode})")
+        plan_file = self.directory / "plan.tfplan"
+        lock = [] if self.credentials.live else ["-lock=false"]
+        self._run("plan", "-input=false", *lock, *self.color, f"-out={plan_file.name}")
+        shown = json.loads(self._run("show", "-json", plan_file.name, capture=True).stdout)
+        changes = [
+            ResourceChange(address=rc["address"], type=rc["type"], actions=tuple(rc["change"]["actions"]))
+            for rc in shown.get("resource_changes", [])
+            if rc["change"]["actions"] != ["no-op"] and rc.get("mode", "managed") == "managed"
+        ]
+        return PlanResult(plan_file=plan_file, changes=changes, raw=shown)
+
+    def apply(self, plan: PlanResult) -> None:
+        say(f"→ {self.engine.name} apply")
+        self._run("apply", "-input=false", *self.color, plan.plan_file.name)

@@ -1,0 +1,55 @@
+"""Loading and validating an environment's YAML file, with errors that name the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from ciel.errors import UsageError
+from ciel.paths import ENVIRONMENTS_DIR, REPO_ROOT
+from infra.config.schema import EnvironmentConfig
+
+
+def known_environments(directory: Path = ENVIRONMENTS_DIR) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _describe(error: dict) -> str:
+    location = ".".join(str(part) for part in error["loc"]) or "(file)"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        allowed = ", ".join(sorted(f for f in EnvironmentConfig.model_fields if f != "name"))
+        return f"{location}: unknown key; allowed keys: {allowed}"
+    if error["type"] == "literal_error":
+        return f"{location}: {error.get('input')!r} is not allowed; {message[0].lower()}{message[1:]}"
+    return f"{location}: {message}"
+
+
+def load_environment(name: str, directory: Path = ENVIRONMENTS_DIR) -> EnvironmentConfig:
+    """The validated configuration of environment `name`, or a UsageError saying what to fix."""
+    known = known_environments(directory)
+    if name not in known:
+        raise UsageError(f"unknown environment {name!r}: choose one of {', '.join(known)} (files in {_display(directory)}/)")
+    path = directory / f"{name}.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise UsageError(f"{_display(path)}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise UsageError(f"{_display(path)}: expected a mapping of settings at the top level")
+    if "name" in raw:
+        raise UsageError(f"{_display(path)}: name: do not set it, the environment is named after its file ({name})")
+    try:
+        return EnvironmentConfig(name=name, **raw)
+    except ValidationError as error:
+        problems = "; ".join(_describe(e) for e in error.errors())
+        raise UsageError(f"{_display(path)}: {problems}") from None

@@ -1,0 +1,1 @@
+"""One construct per infrastructure layer; stacks only compose them."""

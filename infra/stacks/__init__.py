@@ -1,0 +1,1 @@
+"""Stacks compose constructs; each is planned and applied as one Terraform root."""

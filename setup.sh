@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One idempotent setup step for a fresh clone: the project venv, then `ciel setup`
+# (engine, provider mirror, Node + cdktn, Scaleway bindings), all cached per machine.
+# A second run takes seconds. Arguments are passed to `ciel setup` (e.g. --engine tofu).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON="${PYTHON:-python3}"
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "error: Python >= 3.11 is required (found: $("$PYTHON" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2
+  exit 1
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+
+# Reinstall only when the declared dependencies change.
+stamp=".venv/.ciel-installed"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "installing Python dependencies into .venv ..." >&2
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+  echo "$want" > "$stamp"
+fi
+
+exec .venv/bin/ciel setup "$@"
