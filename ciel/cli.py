@@ -157,18 +157,21 @@ def doctor(engine: Optional[str] = EngineOption) -> None:
 
 
 @app.command()
-def setup(engine: Optional[str] = EngineOption) -> None:
-    """Install the toolchain into the cache (engine, providers, Node, bindings); idempotent."""
+def setup(
+    engine: Optional[str] = EngineOption,
+    all_engines: bool = typer.Option(False, "--all-engines", help="Also build OpenTofu when Terraform is present (the tests use both)."),
+) -> None:
+    """Install the toolchain into the per-machine cache; idempotent, seconds when warm.
+
+    Engine (terraform on PATH, else OpenTofu built from the Go module proxy), the
+    providers built from the Go module proxy into a local mirror, the engine CLI config
+    that points at it, Node 22 + the cdktn CLI from npm, and the generated Scaleway
+    bindings. Cache: $CIEL_CACHE_DIR or ~/.cache/ciel-infra.
+    """
     from ciel.toolchain.setup import run_setup
 
-    results = run_setup(engine)
-    table = Table(title="ciel setup")
-    table.add_column("step")
-    table.add_column("seconds", justify="right")
-    table.add_column("result")
-    for step in results:
-        table.add_row(step.name, f"{step.seconds:.1f}", step.detail)
-    err.print(table)
+    for step in run_setup(engine, all_engines=all_engines):
+        err.print(f"  [green]ok[/green] {step.name:<30} {step.seconds:6.1f}s  {step.detail}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -9,6 +9,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 ENVIRONMENTS_DIR = REPO_ROOT / "infra" / "environments"
 
+
+def environments_dir() -> Path:
+    """Where environment files are read; CIEL_ENVIRONMENTS_DIR points elsewhere (tests, forks)."""
+    explicit = os.environ.get("CIEL_ENVIRONMENTS_DIR")
+    return Path(explicit).expanduser().resolve() if explicit else ENVIRONMENTS_DIR
+
 # Per-checkout, git-ignored: synthesized stacks, offline state, plans.
 SYNTH_OUT = REPO_ROOT / "cdktf.out"
 WORK_DIR = REPO_ROOT / ".ciel"

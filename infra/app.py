@@ -28,7 +28,15 @@ def state_file(env: str, stack: str, *, live: bool) -> Path:
     return paths.WORK_DIR / kind / env / f"{stack}.tfstate"
 
 
-def synthesize(config: EnvironmentConfig, *, live: bool, outdir: Path = paths.SYNTH_OUT) -> SynthResult:
+def synth_dir(*, live: bool) -> Path:
+    """Live and offline runs synthesize to different folders, so an engine folder
+    initialized against the offline backend is never reused against the live one."""
+    return paths.SYNTH_OUT if live else paths.WORK_DIR / "offline" / "cdktf.out"
+
+
+def synthesize(config: EnvironmentConfig, *, live: bool, outdir: Path | None = None) -> SynthResult:
+    outdir = outdir or synth_dir(live=live)
+    outdir.mkdir(parents=True, exist_ok=True)
     app = App(outdir=str(outdir))
     stack = core_stack_name(config.name)
     CoreStack(app, config=config, state_file=state_file(config.name, stack, live=live))

@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass
 
 from ciel.process import say
-from ciel.toolchain import bindings, engine, mirror, node
-from ciel.toolchain.pins import PROVIDERS
+from ciel.toolchain import bindings, engine, gobuild, mirror, node
+from ciel.toolchain.pins import OPENTOFU, PROVIDERS
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,8 @@ class StepResult:
     seconds: float
 
 
-def run_setup(engine_preference: str | None = None) -> list[StepResult]:
+def run_setup(engine_preference: str | None = None, *, all_engines: bool = False) -> list[StepResult]:
+    """Install everything; with all_engines, also build OpenTofu when Terraform is the one in use."""
     results: list[StepResult] = []
 
     def timed(name: str, action) -> None:
@@ -38,6 +39,8 @@ def run_setup(engine_preference: str | None = None) -> list[StepResult]:
         return f"{chosen.name} {chosen.version} — {chosen.origin}"
 
     timed("engine", pick_engine)
+    if all_engines and selected[0].name != "tofu":
+        timed("engine (OpenTofu too)", lambda: str(gobuild.build(OPENTOFU, engine.built_tofu_path())))
     for pin in PROVIDERS:
         timed(f"provider {pin.address}", lambda pin=pin: f"{pin.version} → {mirror.install_provider(pin)}")
     timed("CLI config", lambda: (mirror.write_cli_configs(), str(mirror.cli_config_path("mirror")))[1])

@@ -8,11 +8,12 @@ import yaml
 from pydantic import ValidationError
 
 from ciel.errors import UsageError
-from ciel.paths import ENVIRONMENTS_DIR, REPO_ROOT
+from ciel.paths import REPO_ROOT, environments_dir
 from infra.config.schema import EnvironmentConfig
 
 
-def known_environments(directory: Path = ENVIRONMENTS_DIR) -> list[str]:
+def known_environments(directory: Path | None = None) -> list[str]:
+    directory = directory or environments_dir()
     return sorted(p.stem for p in directory.glob("*.yaml"))
 
 
@@ -34,8 +35,9 @@ def _describe(error: dict) -> str:
     return f"{location}: {message}"
 
 
-def load_environment(name: str, directory: Path = ENVIRONMENTS_DIR) -> EnvironmentConfig:
+def load_environment(name: str, directory: Path | None = None) -> EnvironmentConfig:
     """The validated configuration of environment `name`, or a UsageError saying what to fix."""
+    directory = directory or environments_dir()
     known = known_environments(directory)
     if name not in known:
         raise UsageError(f"unknown environment {name!r}: choose one of {', '.join(known)} (files in {_display(directory)}/)")
