@@ -14,12 +14,10 @@ from ciel.errors import CielError
 
 HELP = """Deploy the Ciel backend to Scaleway and move it from instances to Kubernetes.
 
+\b
 Typical use:
-
   ciel deploy phase1 --env dev     instances behind a load balancer
-
-  ciel deploy phase2 --env dev     a Kapsule cluster beside them, same data layers
-
+  ciel deploy phase2 --env dev     a Kapsule cluster beside them
   ciel migrate cutover --env dev   move traffic and workers to the cluster
 
 Without Scaleway credentials (SCW_ACCESS_KEY, SCW_SECRET_KEY, SCW_DEFAULT_PROJECT_ID or
@@ -68,6 +66,9 @@ def deploy_phase1(
 ) -> None:
     """Phase 1: the Ciel image on instances behind the shared load balancer.
 
+    Today this covers the network layer (VPC, private network); the load balancer,
+    data layers and instances are added layer by layer.
+
     Loads and validates infra/environments/ENV.yaml, synthesizes the stack, then runs
     init, validate and plan with the real engine and provider. With credentials it then
     asks before applying; without, it stops after the plan and applies nothing.
@@ -113,12 +114,14 @@ def synth(env: str = EnvOption, offline: bool = OfflineOption) -> None:
     from infra.config import load_environment
 
     config = load_environment(env)
-    live = creds.detect(offline).live
+    found = creds.detect(offline)
     bindings.ensure_importable()
     os.environ.update(node.runtime_env())
     from infra.app import synthesize
+    from infra.state import RemoteState
 
-    result = synthesize(config, live=live)
+    remote = RemoteState.for_project(found.project_id, config.region) if found.live else None
+    result = synthesize(config, remote_state=remote)
     out.print(f"{result.stack}: {result.directory / 'cdk.tf.json'}")
 
 
@@ -150,7 +153,8 @@ def doctor(engine: Optional[str] = EngineOption) -> None:
     table.add_column("detail")
     table.add_column("fix")
     for check in results:
-        table.add_row(check.component, "[green]ok[/green]" if check.ok else "[red]missing[/red]", check.detail, check.fix)
+        status = "[green]ok[/green]" if check.ok else "[red]missing[/red]"
+        table.add_row(check.component, status, check.detail, "" if check.ok else check.fix)
     out.print(table)
     if not all(check.ok for check in results):
         raise typer.Exit(1)

@@ -50,6 +50,20 @@ class Credentials:
     def mode(self) -> str:
         return "live" if self.live else "offline"
 
+    @property
+    def project_id(self) -> str:
+        return self.engine_env["SCW_DEFAULT_PROJECT_ID"]
+
+    def engine_environment(self) -> dict[str, str]:
+        """Everything the engine needs: provider credentials, the project variable and,
+        live, the same keys for the S3 state backend (Object Storage speaks S3)."""
+        env = dict(self.engine_env)
+        env["TF_VAR_project_id"] = self.project_id
+        if self.live:
+            env["AWS_ACCESS_KEY_ID"] = self.engine_env["SCW_ACCESS_KEY"]
+            env["AWS_SECRET_ACCESS_KEY"] = self.engine_env["SCW_SECRET_KEY"]
+        return env
+
 
 def offline(reason: str = "no Scaleway credentials found") -> Credentials:
     return Credentials(live=False, source=reason, engine_env=dict(OFFLINE_PLACEHOLDERS))

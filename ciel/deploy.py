@@ -17,6 +17,7 @@ from ciel.toolchain import bindings, engine as engines, node
 from ciel.toolchain.mirror import PROVIDER_SOURCES
 from ciel.workspace import PlanResult, StackWorkspace
 from infra.config import load_environment
+from infra.state import RemoteState
 
 
 @dataclass
@@ -55,7 +56,8 @@ def deploy_phase1(
     os.environ.update(node.runtime_env())  # the jsii runtime picks its Node from here
     from infra.app import synthesize  # imports the jsii runtime: only once inputs are valid
 
-    synth = synthesize(config, live=credentials.live)
+    remote_state = RemoteState.for_project(credentials.project_id, config.region) if credentials.live else None
+    synth = synthesize(config, remote_state=remote_state)
     timings["synth"] = time.monotonic() - start
     say(f"→ synthesized stack {synth.stack} in {timings['synth']:.1f}s")
 

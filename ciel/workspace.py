@@ -45,7 +45,7 @@ class StackWorkspace:
             "TF_IN_AUTOMATION": "1",
             "TF_INPUT": "0",
             "CHECKPOINT_DISABLE": "1",
-            **credentials.engine_env,
+            **credentials.engine_environment(),
         }
         self.color = [] if sys.stdout.isatty() else ["-no-color"]
 

@@ -12,8 +12,10 @@ from pathlib import Path
 from cdktn import App
 
 from ciel import paths
+from ciel.toolchain.pins import MIN_ENGINE_VERSION
 from infra.config import EnvironmentConfig, known_environments, load_environment
 from infra.stacks.core import CoreStack, core_stack_name
+from infra.state import RemoteState
 
 
 @dataclass(frozen=True)
@@ -22,10 +24,13 @@ class SynthResult:
     directory: Path  # holds cdk.tf.json; the engine runs here
 
 
-def state_file(env: str, stack: str, *, live: bool) -> Path:
-    """Local state: offline plans use a throw-away one, never the live one."""
-    kind = "state" if live else "offline-state"
-    return paths.WORK_DIR / kind / env / f"{stack}.tfstate"
+# The engines we run (>= 1.10 for S3 native locking); cdktn checks features against these.
+TARGET_VERSIONS = {product: ">=" + ".".join(map(str, MIN_ENGINE_VERSION)) + ".0" for product in ("terraform", "opentofu")}
+
+
+def new_app(outdir: Path | None = None) -> App:
+    context = {"targetVersions": TARGET_VERSIONS}
+    return App(outdir=str(outdir), context=context) if outdir else App(context=context)
 
 
 def synth_dir(*, live: bool) -> Path:
@@ -34,21 +39,22 @@ def synth_dir(*, live: bool) -> Path:
     return paths.SYNTH_OUT if live else paths.WORK_DIR / "offline" / "cdktf.out"
 
 
-def synthesize(config: EnvironmentConfig, *, live: bool, outdir: Path | None = None) -> SynthResult:
-    outdir = outdir or synth_dir(live=live)
+def synthesize(config: EnvironmentConfig, *, remote_state: RemoteState | None, outdir: Path | None = None) -> SynthResult:
+    """remote_state None: offline (local throw-away state)."""
+    outdir = outdir or synth_dir(live=remote_state is not None)
     outdir.mkdir(parents=True, exist_ok=True)
-    app = App(outdir=str(outdir))
+    app = new_app(outdir)
     stack = core_stack_name(config.name)
-    CoreStack(app, config=config, state_file=state_file(config.name, stack, live=live))
+    CoreStack(app, config=config, remote_state=remote_state)
     app.synth()
     return SynthResult(stack=stack, directory=outdir / "stacks" / stack)
 
 
 def main() -> None:
-    app = App()
+    app = new_app()
     for env in known_environments():
         config = load_environment(env)
-        CoreStack(app, config=config, state_file=state_file(env, core_stack_name(env), live=False))
+        CoreStack(app, config=config, remote_state=None)
     app.synth()
 
 

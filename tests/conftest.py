@@ -28,15 +28,60 @@ def isolated_scaleway_credentials(monkeypatch, tmp_path):
     monkeypatch.setenv("SCW_CONFIG_PATH", str(tmp_path / "no-scw-config.yaml"))
 
 
-def synth_construct(build) -> dict:
-    """Synthesize what `build(stack)` adds to an empty stack; returns the Terraform JSON."""
+def synth_construct(build, stack_factory=None) -> dict:
+    """Synthesize what `build(stack)` adds to a stack (empty unless stack_factory makes
+    one); returns the Terraform JSON."""
     import json
 
     from cdktn import TerraformStack, Testing
 
-    stack = TerraformStack(Testing.app(), "test")
+    app = Testing.app()
+    stack = stack_factory(app) if stack_factory else TerraformStack(app, "test")
     build(stack)
     return json.loads(Testing.synth(stack))
+
+
+_SYNTH_CACHE: dict[tuple, dict] = {}
+
+
+def config_for(env: str, **overrides):
+    """A shipped environment's config with some keys changed (validated like a file)."""
+    from infra.config import load_environment
+    from infra.config.schema import EnvironmentConfig
+
+    return EnvironmentConfig(**{**load_environment(env).model_dump(), **overrides})
+
+
+def build_core(env: str, **overrides):
+    """The CoreStack object itself, for properties that only exist before synthesis."""
+    from cdktn import Testing
+
+    from infra.stacks.core import CoreStack
+
+    return CoreStack(Testing.app(), config=config_for(env, **overrides), remote_state=None)
+
+
+def synth_core(env: str, **overrides) -> dict:
+    """The core stack of `env` (offline backend) as Terraform JSON; cached per input."""
+    key = (env, repr(sorted(overrides.items())))
+    if key not in _SYNTH_CACHE:
+        from infra.stacks.core import CoreStack
+
+        config = config_for(env, **overrides)
+        _SYNTH_CACHE[key] = synth_construct(lambda app_stack: None, stack_factory=lambda app: CoreStack(
+            app, config=config, remote_state=None))
+    return _SYNTH_CACHE[key]
+
+
+def of_type(document: dict, type_: str) -> list[dict]:
+    """All resources of one type in a synthesized stack."""
+    return list(document.get("resource", {}).get(type_, {}).values())
+
+
+def one(document: dict, type_: str) -> dict:
+    found = of_type(document, type_)
+    assert len(found) == 1, f"expected one {type_}, found {len(found)}"
+    return found[0]
 
 
 def run_ciel(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:

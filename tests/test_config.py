@@ -43,7 +43,18 @@ def test_unknown_environment_names_the_known_ones():
         ("private_network_cidr: 10.0.0.1/24\n", ["private_network_cidr", "host bits set"]),
         ("zone: nl-ams-1\n", ["zone 'nl-ams-1' is not in region fr-par", "fr-par-1, fr-par-2"]),
         ("region: us-east\n", ["region", "'fr-par', 'nl-ams' or 'pl-waw'"]),
-        ("instance_count: 3\n", ["instance_count: unknown key", "allowed keys:", "private_network_cidr"]),
+        ("instance_count: 3\n", ["instance_count: unknown key", "allowed keys:", "api_instance_count"]),
+        ("api_instance_count: -1\n", ["api_instance_count", "greater than or equal to 0"]),
+        ("db_node_type: DB-HUGE\n", ["db_node_type", "'DB-HUGE' is not a supported database node type", "DB-DEV-S"]),
+        ("lb_type: LB-GP-S\n", ["lb_type", "'LB-GP-S' is not a supported load balancer type", "LB-S, LB-GP-M"]),
+        ("api_instance_type: DEV2-S\n", ["api_instance_type", "'DEV2-S' is not a supported instance type", "DEV1-S"]),
+        ("enable_https: true\n", ["enable_https: a certificate needs `domain`"]),
+        ("domain: Not_A_Domain\n", ["domain", "not a fully qualified domain name"]),
+        ("cdn_custom_domain: cdn.example.com\n", ["cdn_custom_domain: set enable_cdn: true"]),
+        ("receive_wait_time: 30\n", ["receive_wait_time", "less than or equal to 20"]),
+        ("db_read_replica_count: 9\n", ["db_read_replica_count", "less than or equal to 3"]),
+        ("cors_allowed_origins: [app.example.com]\n", ["cors_allowed_origins", "scheme://host"]),
+        ("alert_email: ops-at-example\n", ["alert_email", "not an email address"]),
         ("name: other\n", ["name: do not set it"]),
         ("tier: [mvp\n", ["not valid YAML"]),
         ("- mvp\n", ["expected a mapping"]),
@@ -57,6 +68,32 @@ def test_invalid_values_are_refused_with_file_key_and_allowed_values(environment
     assert message.startswith(str(environments_dir / "qa.yaml"))
     for fragment in expected:
         assert fragment in message
+
+
+def test_tier_presets_fill_scaling_variables_and_the_file_wins(environments_dir):
+    (environments_dir / "big.yaml").write_text("tier: scale\n")
+    (environments_dir / "tuned.yaml").write_text("tier: scale\ndb_read_replica_count: 2\nuse_managed_redis: false\n")
+    big, tuned = load_environment("big"), load_environment("tuned")
+    assert (big.db_enable_ha, big.db_read_replica_count, big.use_managed_redis, big.lb_type) == (True, 1, True, "LB-GP-M")
+    assert (tuned.db_read_replica_count, tuned.use_managed_redis, tuned.db_enable_ha) == (2, False, True)
+
+
+def test_mvp_defaults_are_the_cheap_ones(environments_dir):
+    (environments_dir / "small.yaml").write_text("tier: mvp\n")
+    config = load_environment("small")
+    assert (config.api_instance_count, config.api_instance_type, config.db_node_type, config.db_enable_ha,
+            config.use_managed_redis, config.enable_cdn, config.lb_type) == (1, "DEV1-S", "DB-DEV-S", False, False, False, "LB-S")
+    assert (config.message_retention_seconds, config.visibility_timeout, config.receive_wait_time, config.enable_dlq) == (
+        345600, 300, 10, True)
+    assert (config.db_work_mem_mb, config.db_max_connections, config.db_effective_cache_size_mb) == (4, 100, 768)
+
+
+def test_every_preset_value_is_itself_valid():
+    from infra.config.schema import EnvironmentConfig
+    from infra.config.tiers import TIER_PRESETS
+
+    for tier, values in TIER_PRESETS.items():
+        EnvironmentConfig(name="check", tier=tier, **values)  # raises if a preset is wrong
 
 
 def test_tags_name_app_environment_and_layer():

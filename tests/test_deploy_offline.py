@@ -11,33 +11,57 @@ import pytest
 from ciel import deploy
 from ciel.toolchain import mirror
 from ciel.toolchain.pins import SCALEWAY
-from infra.app import state_file
+from infra.state import offline_state_file
 from tests.conftest import run_ciel
 
 pytestmark = pytest.mark.engine
 
+_OUTCOMES: dict[str, deploy.DeployOutcome] = {}
 
-def _by_type(plan) -> dict[str, list[dict]]:
-    found: dict[str, list[dict]] = {}
-    for change in plan.raw["resource_changes"]:
-        found.setdefault(change["type"], []).append(change)
-    return found
+
+def offline_plan(env: str) -> deploy.DeployOutcome:
+    """One real offline deploy per environment, shared by the tests below."""
+    if env not in _OUTCOMES:
+        _OUTCOMES[env] = deploy.deploy_phase1(env)
+    return _OUTCOMES[env]
+
+
+def planned(outcome, type_: str) -> list[dict]:
+    return [rc["change"]["after"] for rc in outcome.plan.raw["resource_changes"] if rc["type"] == type_]
 
 
 @pytest.mark.parametrize("env", ["dev", "staging", "prod"])
-def test_offline_plan_creates_the_network_of_each_environment(env):
-    outcome = deploy.deploy_phase1(env)
+def test_offline_plan_of_every_environment_creates_every_shared_layer(env):
+    outcome = offline_plan(env)
     assert not outcome.credentials.live and not outcome.applied
-    by_type = _by_type(outcome.plan)
-    assert set(by_type) == {"scaleway_vpc", "scaleway_vpc_private_network"}
-    network = by_type["scaleway_vpc_private_network"][0]["change"]
-    assert network["actions"] == ["create"]
-    assert network["after"]["name"] == f"ciel-{env}"
-    expected_cidr = {"dev": "10.0.0.0/24", "staging": "10.1.0.0/24", "prod": "10.2.0.0/24"}[env]
-    assert network["after"]["ipv4_subnet"][0]["subnet"] == expected_cidr
-    assert outcome.plan.count("create") == 2 and not outcome.plan.destroys
-    # An offline plan writes no state.
-    assert not state_file(env, outcome.stack, live=False).exists()
+    types = {change.type for change in outcome.plan.changes}
+    for layer_type in ("scaleway_vpc_private_network", "scaleway_vpc_public_gateway", "scaleway_lb", "scaleway_lb_backend",
+                       "scaleway_registry_namespace", "scaleway_rdb_instance", "scaleway_object_bucket",
+                       "scaleway_mnq_sqs_queue", "scaleway_secret", "scaleway_cockpit_source", "scaleway_iam_policy"):
+        assert layer_type in types, layer_type
+    assert outcome.plan.count("create") == len(outcome.plan.changes) and not outcome.plan.destroys
+    assert not offline_state_file(env, outcome.stack).exists()  # an offline plan writes no state
+
+
+def test_each_plan_reflects_its_tier():
+    dev, staging, prod = (offline_plan(env) for env in ("dev", "staging", "prod"))
+    assert [db["is_ha_cluster"] for db in planned(dev, "scaleway_rdb_instance")] == [False]
+    assert planned(dev, "scaleway_rdb_read_replica") == [] and planned(dev, "scaleway_redis_cluster") == []
+    assert [s["type"] for s in planned(dev, "scaleway_instance_server")] == ["DEV1-S"]
+    assert [db["node_type"] for db in planned(staging, "scaleway_rdb_instance")] == ["DB-DEV-M"]
+    assert [db["is_ha_cluster"] for db in planned(prod, "scaleway_rdb_instance")] == [True]
+    assert len(planned(prod, "scaleway_rdb_read_replica")) == 1
+    assert [r["node_type"] for r in planned(prod, "scaleway_redis_cluster")] == ["RED1-S"]
+    assert [lb["type"] for lb in planned(prod, "scaleway_lb")] == ["LB-GP-M"]
+    assert planned(dev, "scaleway_edge_services_pipeline") == [] and planned(prod, "scaleway_edge_services_pipeline")
+
+
+def test_secret_outputs_are_sensitive_in_the_engine_plan():
+    outputs = offline_plan("prod").plan.raw["planned_values"]["outputs"]
+    for name in ("database_url", "redis_url", "media_secret_key", "queue_secret_key", "cockpit_push_token"):
+        assert outputs[name]["sensitive"] is True, name
+    assert outputs["s3_endpoint"]["sensitive"] is False
+    assert outputs["s3_endpoint"]["value"] == "https://s3.fr-par.scw.cloud"
 
 
 @pytest.mark.parametrize("engine_name", ["terraform", "tofu"])
@@ -51,37 +75,48 @@ def test_both_engines_plan_with_the_provider_from_the_local_mirror(engine_name):
                  / SCALEWAY.version / mirror.target_platform() / f"terraform-provider-scaleway_v{SCALEWAY.version}")
     assert installed.resolve().read_bytes()[:4] == b"\x7fELF"
     assert installed.resolve().stat().st_size == mirror.mirrored_binary(SCALEWAY).stat().st_size
+    assert outcome.plan.count("create") == len(offline_plan("dev").plan.changes)
 
 
 def test_readme_main_command_prints_the_offline_plan_and_says_nothing_was_applied():
     result = run_ciel("deploy", "phase1", "--env", "dev")
     assert result.returncode == 0, result.stderr
-    assert "scaleway_vpc.networking_vpc" in result.stdout
-    assert "scaleway_vpc_private_network.networking_private_network" in result.stdout
-    assert "2 to add, 0 to change, 0 to destroy" in result.stdout
+    for address in ("scaleway_vpc.networking_vpc", "scaleway_rdb_instance.database_instance", "scaleway_lb.edge_lb"):
+        assert address in result.stdout
+    assert "to add, 0 to change, 0 to destroy" in result.stdout
     assert "OFFLINE: nothing was applied" in result.stdout
-    assert "terraform plan (offline)" in result.stderr or "tofu plan (offline)" in result.stderr
+    assert "plan (offline)" in result.stderr
 
 
-def test_live_mode_without_confirmation_applies_nothing(monkeypatch):
-    """With (fake but well-formed) credentials the path asks before applying; a 'no' stops it.
+def test_live_mode_uses_the_s3_backend_and_asks_before_applying(monkeypatch):
+    """With (fake but well-formed) credentials the stack gets the remote state, and the path
+    asks before applying; a 'no' stops it. Scaleway cannot be reached here, so the engine
+    steps are replaced: this checks the wiring and the refusal, not the apply."""
+    import json
 
-    The plan itself cannot reach Scaleway here, so this checks the refusal, not the apply.
-    """
     from ciel.errors import CielError
     from ciel.workspace import PlanResult, ResourceChange, StackWorkspace
 
+    project = "66666666-7777-4888-8999-000000000000"
     monkeypatch.setenv("SCW_ACCESS_KEY", "SCWABCDEFGHIJKLMNOPQ")
     monkeypatch.setenv("SCW_SECRET_KEY", "11111111-2222-4333-8444-555555555555")
-    monkeypatch.setenv("SCW_DEFAULT_PROJECT_ID", "66666666-7777-4888-8999-000000000000")
-    applied = []
-    planned = PlanResult(plan_file=state_file("dev", "x", live=True), raw={},
-                         changes=[ResourceChange("scaleway_vpc.a", "scaleway_vpc", ("create",))])
-    monkeypatch.setattr(StackWorkspace, "plan", lambda self: planned)
+    monkeypatch.setenv("SCW_DEFAULT_PROJECT_ID", project)
+    applied, seen_dirs = [], []
+    planned_result = PlanResult(plan_file=offline_state_file("dev", "unused"), raw={},
+                                changes=[ResourceChange("scaleway_vpc.a", "scaleway_vpc", ("create",))])
+    monkeypatch.setattr(StackWorkspace, "init", lambda self: seen_dirs.append(self.directory))
+    monkeypatch.setattr(StackWorkspace, "validate", lambda self: None)
+    monkeypatch.setattr(StackWorkspace, "plan", lambda self: planned_result)
     monkeypatch.setattr(StackWorkspace, "apply", lambda self, plan: applied.append(plan))
     questions = []
     with pytest.raises(CielError, match="confirmation declined"):
         deploy.deploy_phase1("dev", confirm=lambda q: questions.append(q) or False)
     assert applied == [] and "Apply 1 change(s) to dev" in questions[0]
+
+    backend = json.loads((seen_dirs[0] / "cdk.tf.json").read_text())["terraform"]["backend"]["s3"]
+    assert backend["bucket"] == f"ciel-tfstate-{project}" and backend["key"] == "dev/ciel-dev-core.tfstate"
+    assert backend["use_lockfile"] is True and backend["endpoints"] == {"s3": "https://s3.fr-par.scw.cloud"}
+    assert "access_key" not in backend and "secret_key" not in backend  # credentials come from the environment
+
     outcome = deploy.deploy_phase1("dev", confirm=lambda q: True)
-    assert outcome.applied and applied == [planned]
+    assert outcome.applied and applied == [planned_result]

@@ -1,39 +1,37 @@
-"""Networking construct: synthesized in-process, no engine."""
+"""Networking construct: VPC, private network, public gateway with masquerade, bastion."""
 
 from __future__ import annotations
 
-from infra.config import load_environment
-from infra.constructs.networking import Networking
-from tests.conftest import synth_construct
-
-
-def synth_networking(env: str) -> dict:
-    config = load_environment(env)
-    return synth_construct(lambda stack: Networking(stack, "networking", config=config))
-
-
-def only(resources: dict, type_: str) -> dict:
-    (value,) = resources[type_].values()
-    return value
+from tests.conftest import one, synth_core
 
 
 def test_private_network_uses_the_configured_range_inside_the_vpc():
-    resources = synth_networking("staging")["resource"]
-    vpc = only(resources, "scaleway_vpc")
-    network = only(resources, "scaleway_vpc_private_network")
+    stack = synth_core("staging")
+    network = one(stack, "scaleway_vpc_private_network")
     assert network["ipv4_subnet"]["subnet"] == "10.1.0.0/24"
     assert network["vpc_id"].startswith("${scaleway_vpc.") and network["vpc_id"].endswith(".id}")
-    assert vpc["region"] == network["region"] == "fr-par"
+    assert one(stack, "scaleway_vpc")["region"] == network["region"] == "fr-par"
+
+
+def test_gateway_masquerades_and_pushes_the_default_route_for_private_only_machines():
+    stack = synth_core("dev")
+    gateway = one(stack, "scaleway_vpc_public_gateway")
+    link = one(stack, "scaleway_vpc_gateway_network")
+    assert gateway["type"] == "VPC-GW-S"
+    assert link["enable_masquerade"] is True
+    assert link["ipam_config"] == [{"push_default_route": True}]
+    assert "scaleway_vpc_public_gateway_ip" in gateway["ip_id"]
+
+
+def test_bastion_follows_the_configuration():
+    assert one(synth_core("dev"), "scaleway_vpc_public_gateway")["bastion_enabled"] is False
+    with_bastion = one(synth_core("dev", enable_bastion=True, bastion_port=61022), "scaleway_vpc_public_gateway")
+    assert (with_bastion["bastion_enabled"], with_bastion["bastion_port"]) == (True, 61022)
 
 
 def test_networking_names_and_tags_carry_the_environment():
-    resources = synth_networking("prod")["resource"]
-    for type_ in ("scaleway_vpc", "scaleway_vpc_private_network"):
-        resource = only(resources, type_)
+    stack = synth_core("prod")
+    for type_ in ("scaleway_vpc", "scaleway_vpc_private_network", "scaleway_vpc_public_gateway"):
+        resource = one(stack, type_)
         assert resource["name"] == "ciel-prod"
         assert resource["tags"] == ["app=ciel", "environment=prod", "layer=networking"]
-
-
-def test_networking_creates_nothing_public():
-    resources = synth_networking("dev")["resource"]
-    assert set(resources) == {"scaleway_vpc", "scaleway_vpc_private_network"}

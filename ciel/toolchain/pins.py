@@ -57,8 +57,61 @@ OPENTOFU = GoSource(
 # generated for these only: about 300 resources cost ~30 s and ~1.5 GiB to generate,
 # a short list a few seconds. Add a type here before using it in a construct.
 SCALEWAY_RESOURCES: tuple[str, ...] = (
+    # networking
     "scaleway_vpc",
     "scaleway_vpc_private_network",
+    "scaleway_vpc_public_gateway",
+    "scaleway_vpc_public_gateway_ip",
+    "scaleway_vpc_gateway_network",
+    "scaleway_ipam_ip",
+    # edge
+    "scaleway_lb",
+    "scaleway_lb_ip",
+    "scaleway_lb_backend",
+    "scaleway_lb_frontend",
+    "scaleway_lb_certificate",
+    "scaleway_lb_route",
+    # registry
+    "scaleway_registry_namespace",
+    # database
+    "scaleway_rdb_instance",
+    "scaleway_rdb_database",
+    "scaleway_rdb_user",
+    "scaleway_rdb_privilege",
+    "scaleway_rdb_read_replica",
+    # cache and compute
+    "scaleway_redis_cluster",
+    "scaleway_instance_server",
+    "scaleway_instance_security_group",
+    "scaleway_instance_private_nic",
+    "scaleway_instance_placement_group",
+    # storage, IAM, CDN
+    "scaleway_object_bucket",
+    "scaleway_object_bucket_acl",
+    "scaleway_object_bucket_policy",
+    "scaleway_iam_application",
+    "scaleway_iam_api_key",
+    "scaleway_iam_policy",
+    "scaleway_edge_services_plan",
+    "scaleway_edge_services_pipeline",
+    "scaleway_edge_services_head_stage",
+    "scaleway_edge_services_dns_stage",
+    "scaleway_edge_services_tls_stage",
+    "scaleway_edge_services_cache_stage",
+    "scaleway_edge_services_backend_stage",
+    # messaging
+    "scaleway_mnq_sqs",
+    "scaleway_mnq_sqs_credentials",
+    "scaleway_mnq_sqs_queue",
+    # secrets
+    "scaleway_secret",
+    "scaleway_secret_version",
+    # observability
+    "scaleway_cockpit_source",
+    "scaleway_cockpit_alert_manager",
+    "scaleway_cockpit_token",
+    # dns
+    "scaleway_domain_record",
 )
 
 SCALEWAY = ProviderPin(

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from ciel.errors import UsageError
 from ciel.paths import REPO_ROOT, environments_dir
 from infra.config.schema import EnvironmentConfig
+from infra.config.tiers import preset
 
 
 def known_environments(directory: Path | None = None) -> list[str]:
@@ -51,7 +52,9 @@ def load_environment(name: str, directory: Path | None = None) -> EnvironmentCon
     if "name" in raw:
         raise UsageError(f"{_display(path)}: name: do not set it, the environment is named after its file ({name})")
     try:
-        return EnvironmentConfig(name=name, **raw)
+        # The tier's preset fills the scaling variables; the file's own keys win.
+        tier = raw.get("tier", "mvp")
+        return EnvironmentConfig(name=name, **{**preset(tier if isinstance(tier, str) else ""), **raw})
     except ValidationError as error:
         problems = "; ".join(_describe(e) for e in error.errors())
         raise UsageError(f"{_display(path)}: {problems}") from None

@@ -1,17 +1,19 @@
 """The typed configuration of one environment.
 
-Every field has a description, a safe and cheap default, and validation; the YAML files
-in infra/environments/ only state what differs from these defaults. Fields are added
-layer by layer as constructs need them.
+Every field has a description, a safe and cheap default (the mvp tier's value), and
+validation. The environment's YAML file picks a tier, whose preset (tiers.py) fills the
+scaling variables; keys set in the file win over the preset.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Literal
+from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from infra.config import offers
 
 # Regions and their zones where every service we use (VPC, LB, RDB, Kapsule, Queues) exists.
 REGION_ZONES: dict[str, tuple[str, ...]] = {
@@ -23,20 +25,102 @@ REGION_ZONES: dict[str, tuple[str, ...]] = {
 Tier = Literal["mvp", "growth", "scale"]
 Region = Literal["fr-par", "nl-ams", "pl-waw"]
 
+_HOSTNAME = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,63}$", re.IGNORECASE)
+_ORIGIN = re.compile(r"^(https?://[a-z0-9.-]+(:\d{1,5})?|\*)$", re.IGNORECASE)
+
+
+def _offer(kind: str, allowed: tuple[str, ...]):
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"{value!r} is not a supported {kind}; choose one of {', '.join(allowed)}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _hostname(value: Optional[str]) -> Optional[str]:
+    if value is not None and not _HOSTNAME.match(value):
+        raise ValueError(f"{value!r} is not a fully qualified domain name (lowercase, e.g. ciel.example.com)")
+    return value
+
+
+InstanceType = Annotated[str, _offer("instance type", offers.INSTANCE_TYPES)]
+LbType = Annotated[str, _offer("load balancer type", offers.LB_TYPES)]
+DbNodeType = Annotated[str, _offer("database node type", offers.DB_NODE_TYPES)]
+RedisNodeType = Annotated[str, _offer("managed Redis node type", offers.REDIS_NODE_TYPES)]
+GatewayType = Annotated[str, _offer("public gateway type", offers.PUBLIC_GATEWAY_TYPES)]
+Hostname = Annotated[Optional[str], AfterValidator(_hostname)]
+
 
 class EnvironmentConfig(BaseModel):
-    """One environment (dev, staging, prod): where it runs and how big it is."""
+    """One environment (dev, staging, prod): where it runs, how big it is, what it enables."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # --- identity and placement -------------------------------------------------------
     name: str = Field(description="Environment name; taken from the file name, used in every resource name and tag.")
     tier: Tier = Field("mvp", description="Size preset: mvp (~€50/month), growth (~€200), scale (~€600–800).")
     region: Region = Field("fr-par", description="Scaleway region for regional resources (VPC, database, queues).")
-    zone: str = Field("fr-par-1", description="Scaleway zone for zonal resources (instances, LB, gateway); must be in `region`.")
-    private_network_cidr: str = Field(
-        "10.0.0.0/24",
-        description="IPv4 range of the private network that joins every component; RFC 1918, /16 to /28.",
-    )
+    zone: str = Field("fr-par-1", description="Zone for zonal resources (instances, LB, gateway, Redis); must be in `region`.")
+    domain: Hostname = Field(None, description="DNS zone managed in Scaleway Domains (e.g. ciel.example.com); unset: no DNS records, no certificate.")
+    api_subdomain: str = Field("api", pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+                               description="Label of the API host inside `domain` (api → api.ciel.example.com).")
+
+    # --- networking -------------------------------------------------------------------
+    private_network_cidr: str = Field("10.0.0.0/24", description="IPv4 range of the private network joining every component; RFC 1918, /16 to /28.")
+    public_gateway_type: GatewayType = Field("VPC-GW-S", description="Public gateway offer: egress (masquerade) for private-only machines, and the bastion.")
+    enable_bastion: bool = Field(False, description="SSH bastion on the public gateway; the only SSH path to instances.")
+    bastion_port: int = Field(61000, ge=1024, le=65535, description="Public port of the bastion.")
+
+    # --- edge -------------------------------------------------------------------------
+    enable_load_balancer: bool = Field(True, description="The shared public load balancer, pivot of the phase-1 → phase-2 cutover.")
+    lb_type: LbType = Field("LB-S", description="Load balancer offer.")
+    enable_https: bool = Field(False, description="HTTPS frontend with a Let's Encrypt certificate for the API host; needs `domain` pointing at the LB.")
+
+    # --- compute (phase 1) ------------------------------------------------------------
+    api_instance_count: int = Field(1, ge=0, le=20, description="Instances running APP_MODE=api behind the load balancer.")
+    api_instance_type: InstanceType = Field("DEV1-S", description="Instance offer for the API.")
+    worker_instance_count: int = Field(1, ge=0, le=20, description="Instances running APP_MODE=worker (queue consumers).")
+    worker_instance_type: InstanceType = Field("DEV1-S", description="Instance offer for the workers.")
+
+    # --- database ---------------------------------------------------------------------
+    db_node_type: DbNodeType = Field("DB-DEV-S", description="Managed PostgreSQL 16 node offer.")
+    db_enable_ha: bool = Field(False, description="High-availability (standby node) cluster.")
+    db_volume_size_in_gb: int = Field(10, ge=5, le=10000, description="Block storage (sbs_5k) volume size of the database.")
+    db_read_replica_count: int = Field(0, ge=0, le=3, description="Read replicas on the private network.")
+    db_backup_retention_days: int = Field(7, ge=1, le=365, description="Days automatic daily backups are kept.")
+    db_work_mem_mb: int = Field(4, ge=1, le=2048, description="PostgreSQL work_mem, in MB.")
+    db_max_connections: int = Field(100, ge=50, le=10000, description="PostgreSQL max_connections.")
+    db_effective_cache_size_mb: int = Field(768, ge=64, le=1048576, description="PostgreSQL effective_cache_size, in MB.")
+
+    # --- cache ------------------------------------------------------------------------
+    use_managed_redis: bool = Field(False, description="Managed Redis (TLS) instead of Redis 7 self-managed on an instance.")
+    redis_instance_type: InstanceType = Field("DEV1-S", description="Instance offer of the self-managed Redis.")
+    managed_redis_node_type: RedisNodeType = Field("RED1-MICRO", description="Node offer of the managed Redis.")
+    managed_redis_version: str = Field("7.2.11", pattern=r"^7\.\d+\.\d+$",
+                                       description="Managed Redis 7 engine version (check `scw redis version list`).")
+
+    # --- storage and CDN --------------------------------------------------------------
+    enable_cdn: bool = Field(False, description="Edge Services pipeline (CDN) in front of the media bucket.")
+    cdn_custom_domain: Hostname = Field(None, description="Custom host of the CDN (e.g. cdn.ciel.example.com), with a managed certificate.")
+    cors_allowed_origins: list[str] = Field(default_factory=list, description="Origins allowed to upload to the bucket with presigned URLs (https://app.example.com).")
+    enable_glacier_transition: bool = Field(False, description="Move media objects to Glacier after `glacier_transition_days`.")
+    glacier_transition_days: int = Field(90, ge=1, le=3650, description="Age in days before the Glacier transition.")
+
+    # --- messaging --------------------------------------------------------------------
+    message_retention_seconds: int = Field(345600, ge=60, le=1209600, description="How long an unconsumed job stays in the queue.")
+    visibility_timeout: int = Field(300, ge=0, le=43200, description="Seconds a received job stays hidden; a worker must finish a job within it.")
+    receive_wait_time: int = Field(10, ge=0, le=20, description="Long-poll wait of a receive, in seconds.")
+    enable_dlq: bool = Field(True, description="Dead-letter queue for jobs that keep failing.")
+    dlq_max_receive_count: int = Field(5, ge=1, le=1000, description="Receives before a job moves to the dead-letter queue.")
+
+    # --- secrets and observability ----------------------------------------------------
+    enable_admin_token: bool = Field(False, description="Generate an admin API token in Secret Manager.")
+    alert_email: Optional[str] = Field(None, description="Email contact point of the Cockpit alert manager; unset: alerts fire to no one.")
+    preconfigured_alert_ids: list[str] = Field(default_factory=list, description="Cockpit preconfigured alert rule IDs to enable (see docs/observability.md).")
+    metrics_retention_days: int = Field(31, ge=1, le=365, description="Retention of the Cockpit metrics source.")
+    logs_retention_days: int = Field(7, ge=1, le=365, description="Retention of the Cockpit logs source.")
 
     @field_validator("name")
     @classmethod
@@ -58,13 +142,44 @@ class EnvironmentConfig(BaseModel):
             raise ValueError(f"prefix /{network.prefixlen} is out of range: Scaleway private networks take /16 to /28")
         return str(network)
 
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        bad = [origin for origin in value if not _ORIGIN.match(origin)]
+        if bad:
+            raise ValueError(f"{bad} are not origins: use scheme://host[:port] without a path, e.g. https://app.example.com")
+        return value
+
+    @field_validator("alert_email")
+    @classmethod
+    def _email(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not _EMAIL.match(value):
+            raise ValueError(f"{value!r} is not an email address")
+        return value
+
     @model_validator(mode="after")
-    def _zone_in_region(self) -> "EnvironmentConfig":
+    def _consistent(self) -> "EnvironmentConfig":
         zones = REGION_ZONES[self.region]
         if self.zone not in zones:
             raise ValueError(f"zone {self.zone!r} is not in region {self.region}: choose one of {', '.join(zones)}")
+        if self.enable_https and not self.domain:
+            raise ValueError("enable_https: a certificate needs `domain` (Let's Encrypt validates a name that points at the LB); set domain or enable_https: false")
+        if self.enable_https and not self.enable_load_balancer:
+            raise ValueError("enable_https: needs enable_load_balancer: true (the certificate lives on the LB)")
+        if self.cdn_custom_domain and not self.enable_cdn:
+            raise ValueError("cdn_custom_domain: set enable_cdn: true to use it")
+        if self.enable_bastion and self.bastion_port == 22:
+            raise ValueError("bastion_port: 22 is reserved on the gateway; pick another")
         return self
+
+    @property
+    def api_hostname(self) -> Optional[str]:
+        return f"{self.api_subdomain}.{self.domain}" if self.domain else None
 
     def tags(self, layer: str) -> list[str]:
         """Scaleway tags are strings; key=value keeps them filterable."""
         return ["app=ciel", f"environment={self.name}", f"layer={layer}"]
+
+    def tag_map(self, layer: str) -> dict[str, str]:
+        """The same tags for resources that take a map (Object Storage)."""
+        return {"app": "ciel", "environment": self.name, "layer": layer}

@@ -1,20 +1,30 @@
-"""The environment's core stack: shared layers and the phase-1 compute.
+"""The environment's core stack: the shared layers (and, from phase 1 on, the instances).
 
-One stack per environment holds what both phases share (network, and in later layers
-the load balancer and data stores) so that phase changes never move state between
-stacks.
+One stack per environment holds everything both phases share so that phase changes never
+move state between stacks. It only composes constructs; every decision lives in them.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from cdktn import LocalBackend, TerraformStack
+from cdktn import TerraformOutput, TerraformStack, TerraformVariable
+from cdktn_provider_random.provider import RandomProvider
 from constructs import Construct
 
 from infra.config import EnvironmentConfig
+from infra.constructs.cache import Cache
+from infra.constructs.cdn import Cdn
+from infra.constructs.database import Database
+from infra.constructs.dns import Dns
+from infra.constructs.edge import Edge
+from infra.constructs.messaging import Messaging
 from infra.constructs.networking import Networking
+from infra.constructs.observability import Observability
+from infra.constructs.registry import Registry
+from infra.constructs.secrets import Secrets, SecretValue
+from infra.constructs.storage import Storage
 from infra.providers import scaleway
+from infra.stacks.backend import configure_backend
+from infra.state import RemoteState
 
 
 def core_stack_name(env: str) -> str:
@@ -22,9 +32,68 @@ def core_stack_name(env: str) -> str:
 
 
 class CoreStack(TerraformStack):
-    def __init__(self, scope: Construct, *, config: EnvironmentConfig, state_file: Path) -> None:
-        super().__init__(scope, core_stack_name(config.name))
+    def __init__(self, scope: Construct, *, config: EnvironmentConfig, remote_state: RemoteState | None) -> None:
+        name = core_stack_name(config.name)
+        super().__init__(scope, name)
         # Credentials reach the provider through SCW_* environment variables only.
         scaleway("provider").ScalewayProvider(self, "scaleway", region=config.region, zone=config.zone)
-        LocalBackend(self, path=str(state_file))
+        RandomProvider(self, "random")
+        configure_backend(self, env=config.name, stack_name=name, remote=remote_state)
+        # Same floor for Terraform and OpenTofu: S3 native locking arrived in 1.10.
+        self.add_override("terraform.required_version", ">= 1.10.0")
+        project_id = TerraformVariable(
+            self, "project_id", type="string", nullable=False,
+            description="Scaleway project of this environment; `ciel` sets it from SCW_DEFAULT_PROJECT_ID.",
+        ).string_value
+
         self.networking = Networking(self, "networking", config=config)
+        self.edge = Edge(self, "edge", config=config, network=self.networking) if config.enable_load_balancer else None
+        self.registry = Registry(self, "registry", config=config, project_id=project_id)
+        self.database = Database(self, "database", config=config, network=self.networking)
+        self.cache = Cache(self, "cache", config=config, network=self.networking)
+        self.storage = Storage(self, "storage", config=config, project_id=project_id)
+        self.cdn = Cdn(self, "cdn", config=config, storage=self.storage) if config.enable_cdn else None
+        self.messaging = Messaging(self, "messaging", config=config)
+        self.secrets = Secrets(self, "secrets", config=config, extra=[
+            SecretValue("database-url", self.database.database_url, "DATABASE_URL of the app user"),
+            SecretValue("migrator-database-url", self.database.migrator_url, "Database URL for schema migrations"),
+            SecretValue("redis-url", self.cache.redis_url, "REDIS_URL"),
+            SecretValue("s3-access-key", self.storage.app.api_key.access_key, "AWS_ACCESS_KEY_ID for the media bucket"),
+            SecretValue("s3-secret-key", self.storage.app.api_key.secret_key, "AWS_SECRET_ACCESS_KEY for the media bucket"),
+            SecretValue("sqs-access-key", self.messaging.app_credentials.access_key, "Queue access key (publish/receive)"),
+            SecretValue("sqs-secret-key", self.messaging.app_credentials.secret_key, "Queue secret key (publish/receive)"),
+        ])
+        self.observability = Observability(self, "observability", config=config)
+        self.dns = None
+        if config.domain:
+            self.dns = Dns(self, "dns", config=config,
+                           lb_ip_address=self.edge.ip.ip_address if self.edge else None,
+                           cdn_target=self.cdn.dns.default_fqdn if self.cdn else None)
+        self._outputs(config)
+
+    def _outputs(self, config: EnvironmentConfig) -> None:
+        def output(name: str, value, description: str, sensitive: bool = False) -> None:
+            TerraformOutput(self, name, value=value, description=description, sensitive=sensitive)
+
+        if self.edge:
+            output("lb_ip", self.edge.ip.ip_address, "Public IP of the shared load balancer (kept across phases).")
+            scheme = "https" if config.enable_https else "http"
+            host = config.api_hostname if config.enable_https else self.edge.ip.ip_address
+            output("api_url", f"{scheme}://{host}", "Base URL of the API.")
+        output("registry_endpoint", self.registry.namespace.endpoint, "Registry namespace to push the image to.")
+        output("media_bucket", self.storage.bucket.name, "S3_BUCKET.")
+        output("s3_endpoint", self.storage.endpoint, "S3_ENDPOINT.")
+        if self.cdn:
+            output("s3_public_endpoint", self.cdn.public_endpoint, "S3_PUBLIC_ENDPOINT: the CDN in front of the bucket.")
+        output("queue_endpoint", self.messaging.endpoint, "QUEUE_ENDPOINT.")
+        output("queue_url", self.messaging.queue.url, "URL of the media jobs queue.")
+        output("secret_manager_path", self.secrets.path, "Secret Manager path holding the app's secrets.")
+        output("database_url", self.database.database_url, "DATABASE_URL (app user, private network).", sensitive=True)
+        output("migrator_database_url", self.database.migrator_url, "Database URL for migrations.", sensitive=True)
+        output("redis_url", self.cache.redis_url, "REDIS_URL (private network).", sensitive=True)
+        output("media_access_key", self.storage.app.api_key.access_key, "AWS_ACCESS_KEY_ID of the media app.", sensitive=True)
+        output("media_secret_key", self.storage.app.api_key.secret_key, "AWS_SECRET_ACCESS_KEY of the media app.", sensitive=True)
+        output("queue_access_key", self.messaging.app_credentials.access_key, "Queue access key of the app.", sensitive=True)
+        output("queue_secret_key", self.messaging.app_credentials.secret_key, "Queue secret key of the app.", sensitive=True)
+        output("registry_pull_secret_key", self.registry.puller.api_key.secret_key, "Registry pull key.", sensitive=True)
+        output("cockpit_push_token", self.observability.push_token.secret_key, "Cockpit push token.", sensitive=True)

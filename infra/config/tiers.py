@@ -1,0 +1,51 @@
+"""Tier presets: the scaling variables each tier sets, reached by configuration only.
+
+Schema defaults are the mvp values; a preset lists only what differs. An environment's
+YAML file wins over its tier's preset, key by key. Monthly figures are the plan's targets;
+`ciel cost` computes ours from the price table.
+"""
+
+from __future__ import annotations
+
+TIER_PRESETS: dict[str, dict[str, object]] = {
+    # ~€50/month: one of everything, self-managed Redis, no HA.
+    "mvp": {},
+    # ~€200/month: two API and two worker instances, database HA, CDN, bastion.
+    "growth": {
+        "api_instance_count": 2,
+        "api_instance_type": "DEV1-M",
+        "worker_instance_count": 2,
+        "worker_instance_type": "DEV1-M",
+        "db_node_type": "DB-DEV-M",
+        "db_enable_ha": True,
+        "db_volume_size_in_gb": 20,
+        "redis_instance_type": "DEV1-M",
+        "enable_cdn": True,
+        "enable_bastion": True,
+    },
+    # ~€600–800/month: production-grade offers, a read replica, managed Redis.
+    "scale": {
+        "api_instance_count": 3,
+        "api_instance_type": "PRO2-XS",
+        "worker_instance_count": 3,
+        "worker_instance_type": "PRO2-XS",
+        "lb_type": "LB-GP-M",
+        "db_node_type": "DB-GP-XS",
+        "db_enable_ha": True,
+        "db_volume_size_in_gb": 50,
+        "db_read_replica_count": 1,
+        "db_max_connections": 300,
+        "db_effective_cache_size_mb": 12288,
+        "use_managed_redis": True,
+        "managed_redis_node_type": "RED1-S",
+        "enable_cdn": True,
+        "enable_bastion": True,
+        "public_gateway_type": "VPC-GW-M",
+        "db_backup_retention_days": 14,
+        "logs_retention_days": 31,
+    },
+}
+
+
+def preset(tier: str) -> dict[str, object]:
+    return dict(TIER_PRESETS.get(tier, {}))

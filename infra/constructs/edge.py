@@ -1,0 +1,115 @@
+"""Edge layer: the SHARED public load balancer.
+
+It keeps its public IP (and so DNS) across both phases and is the pivot of the cutover:
+phase 1 and phase 2 are different backends of it. This construct creates the LB, its
+frontends and the instance backend with its health check; phase 1 fills the backend's
+servers, phase 2 adds its own backend.
+"""
+
+from __future__ import annotations
+
+from constructs import Construct
+
+from infra.config import EnvironmentConfig
+from infra.constructs.networking import Networking
+from infra.providers import scaleway
+
+APP_PORT = 8080
+HEALTH_PATH = "/health"
+
+
+class Edge(Construct):
+    def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig, network: Networking) -> None:
+        super().__init__(scope, id_)
+        lb_module = scaleway("lb")
+        lb_ip = scaleway("lb_ip")
+        backend = scaleway("lb_backend")
+        frontend = scaleway("lb_frontend")
+        tags = config.tags("edge")
+
+        self.ip = lb_ip.LbIp(self, "ip", zone=config.zone, tags=tags)
+        self.lb = lb_module.Lb(
+            self,
+            "lb",
+            name=f"ciel-{config.name}",
+            type=config.lb_type,
+            zone=config.zone,
+            ip_ids=[self.ip.id],
+            private_network=[lb_module.LbPrivateNetwork(private_network_id=network.private_network.id)],
+            tags=tags,
+        )
+        # Health check and timeouts chosen for clean draining: a server failing
+        # /health twice (2 × 5 s) is marked down; open sessions are then closed so
+        # clients retry on a healthy server instead of waiting on a dead one.
+        self.instance_backend = backend.LbBackend(
+            self,
+            "instance_backend",
+            lb_id=self.lb.id,
+            name="instances",
+            forward_protocol="http",
+            forward_port=APP_PORT,
+            server_ips=[],  # phase 1 fills it with the API instances' private IPs
+            health_check_http=backend.LbBackendHealthCheckHttp(uri=HEALTH_PATH, code=200),
+            health_check_delay="5s",
+            health_check_timeout="3s",
+            health_check_max_retries=2,
+            on_marked_down_action="shutdown_sessions",
+            timeout_connect="5s",
+            timeout_server="60s",
+            proxy_protocol="none",
+        )
+
+        if config.enable_https:
+            certificate = scaleway("lb_certificate")
+            self.certificate = certificate.LbCertificate(
+                self,
+                "certificate",
+                lb_id=self.lb.id,
+                name=f"ciel-{config.name}-api",
+                letsencrypt=certificate.LbCertificateLetsencrypt(common_name=config.api_hostname),
+            )
+            self.https_frontend = frontend.LbFrontend(
+                self,
+                "https_frontend",
+                lb_id=self.lb.id,
+                name="https",
+                inbound_port=443,
+                backend_id=self.instance_backend.id,
+                certificate_ids=[self.certificate.id],
+                timeout_client="60s",
+            )
+            # Plain HTTP only redirects: every request ends up on TLS.
+            self.http_frontend = frontend.LbFrontend(
+                self,
+                "http_frontend",
+                lb_id=self.lb.id,
+                name="http-redirect",
+                inbound_port=80,
+                backend_id=self.instance_backend.id,
+                acl=[frontend.LbFrontendAcl(
+                    name="redirect-to-https",
+                    action=frontend.LbFrontendAclAction(
+                        type="redirect",
+                        redirect=[frontend.LbFrontendAclActionRedirect(type="scheme", target="https", code=301)],
+                    ),
+                    match=frontend.LbFrontendAclMatch(http_filter="path_begin", http_filter_value=["/"]),
+                )],
+            )
+        else:
+            # No domain, no certificate: HTTP serves the API directly (dev only).
+            self.certificate = None
+            self.https_frontend = None
+            self.http_frontend = frontend.LbFrontend(
+                self,
+                "http_frontend",
+                lb_id=self.lb.id,
+                name="http",
+                inbound_port=80,
+                backend_id=self.instance_backend.id,
+                timeout_client="60s",
+            )
+
+    @property
+    def public_frontend(self):
+        """The frontend that carries production traffic (what the cutover switches)."""
+        return self.https_frontend or self.http_frontend
