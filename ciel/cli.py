@@ -30,8 +30,10 @@ app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None, add_co
                   pretty_exceptions_enable=False)
 deploy_app = typer.Typer(help="Plan, then (with credentials and confirmation) apply an environment.", no_args_is_help=True)
 migrate_app = typer.Typer(help="Move traffic and workers from the instances to the cluster.", no_args_is_help=True)
+state_app = typer.Typer(help="Terraform state storage (Scaleway Object Storage).", no_args_is_help=True)
 app.add_typer(deploy_app, name="deploy")
 app.add_typer(migrate_app, name="migrate")
+app.add_typer(state_app, name="state")
 
 out = Console()
 err = Console(stderr=True)
@@ -106,17 +108,50 @@ def migrate_cutover(env: str = EnvOption) -> None:
     raise CielError("`migrate cutover` is not built yet: it needs phase 2 first. Nothing was changed.")
 
 
+@state_app.command("bootstrap")
+def state_bootstrap(
+    env: str = EnvOption,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the S3 calls it would make; call nothing."),
+) -> None:
+    """Create the private, versioned state bucket of ENV's project (idempotent; deletes nothing).
+
+    Needs Scaleway credentials. The bucket is `ciel-tfstate-<project id>` in ENV's region;
+    each environment and stack keeps its own key in it, locked with a lock file.
+    """
+    from ciel.state_bucket import bootstrap
+
+    remote, done = bootstrap(env, dry_run=dry_run)
+    for line in done:
+        out.print(f"  {line}", highlight=False)
+    out.print(f"State bucket: {remote.bucket} at {remote.endpoint}" + (" (dry run: nothing called)" if dry_run else ""))
+
+
+@app.command("env")
+def env_contract(env: str = EnvOption) -> None:
+    """Print the app's environment-variable contract for ENV: each variable and where its
+    value comes from. Secrets are never printed, only where they are kept."""
+    from infra.config import load_environment
+    from infra.contract import app_contract
+
+    table = Table(title=f"Ciel environment contract — {env}")
+    table.add_column("variable")
+    table.add_column("value")
+    table.add_column("source")
+    for item in app_contract(load_environment(env)):
+        table.add_row(item.name, "(secret)" if item.secret else item.value, item.source)
+    out.print(table)
+
+
 @app.command()
 def synth(env: str = EnvOption, offline: bool = OfflineOption) -> None:
     """Synthesize ENV's stacks to Terraform JSON in cdktf.out/ (no engine run)."""
     from ciel import credentials as creds
-    from ciel.toolchain import bindings, node
+    from ciel.toolchain import bindings
     from infra.config import load_environment
 
     config = load_environment(env)
     found = creds.detect(offline)
     bindings.ensure_importable()
-    os.environ.update(node.runtime_env())
     from infra.app import synthesize
     from infra.state import RemoteState
 
@@ -180,6 +215,9 @@ def setup(
 
 def main() -> None:
     """Entry point: our own errors become one readable line and a meaningful exit code."""
+    from ciel.toolchain import node
+
+    os.environ.update(node.runtime_env())  # any jsii runtime started below uses our Node
     try:
         app()
     except CielError as error:

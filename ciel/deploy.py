@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ciel import credentials as creds
+from ciel import state_bucket
 from ciel.errors import CielError, UsageError
 from ciel.process import say
 from ciel.toolchain import bindings, engine as engines, node
@@ -53,10 +54,13 @@ def deploy_phase1(
         say("  no Scaleway credentials: planning with placeholder credentials and a throw-away local state")
 
     start = time.monotonic()
-    os.environ.update(node.runtime_env())  # the jsii runtime picks its Node from here
+    os.environ.update(node.runtime_env())  # the jsii runtime picks its Node from here (if not started yet)
     from infra.app import synthesize  # imports the jsii runtime: only once inputs are valid
 
     remote_state = RemoteState.for_project(credentials.project_id, config.region) if credentials.live else None
+    if remote_state and not state_bucket.exists(remote_state, credentials):
+        raise CielError(f"the state bucket {remote_state.bucket} does not exist (or is not readable with these "
+                        f"credentials): run `ciel state bootstrap --env {env}` first")
     synth = synthesize(config, remote_state=remote_state)
     timings["synth"] = time.monotonic() - start
     say(f"→ synthesized stack {synth.stack} in {timings['synth']:.1f}s")

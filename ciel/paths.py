@@ -15,9 +15,18 @@ def environments_dir() -> Path:
     explicit = os.environ.get("CIEL_ENVIRONMENTS_DIR")
     return Path(explicit).expanduser().resolve() if explicit else ENVIRONMENTS_DIR
 
-# Per-checkout, git-ignored: synthesized stacks, offline state, plans.
-SYNTH_OUT = REPO_ROOT / "cdktf.out"
-WORK_DIR = REPO_ROOT / ".ciel"
+
+def work_dir() -> Path:
+    """Per-checkout, git-ignored: offline synth output, offline state, plans.
+    CIEL_WORK_DIR moves it (tests use a temporary folder)."""
+    explicit = os.environ.get("CIEL_WORK_DIR")
+    return Path(explicit).expanduser().resolve() if explicit else REPO_ROOT / ".ciel"
+
+
+def live_synth_dir() -> Path:
+    """Live stacks synthesize where CDK Terrain's own CLI expects them: cdktf.out/."""
+    explicit = os.environ.get("CIEL_WORK_DIR")
+    return work_dir() / "cdktf.out" if explicit else REPO_ROOT / "cdktf.out"
 
 
 def cache_dir() -> Path:

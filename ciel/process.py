@@ -36,7 +36,7 @@ def run(
         stderr=subprocess.STDOUT if quiet and not capture else (subprocess.PIPE if capture else None),
     )
     if proc.returncode != 0:
-        tail = ""
+        tail = " (its output is above)"
         if hidden:
             out = (proc.stdout or "") + (proc.stderr or "")
             tail = "\n" + "\n".join(out.strip().splitlines()[-25:])

@@ -55,7 +55,17 @@ class StackWorkspace:
 
     def init(self) -> None:
         say(f"→ {self.engine.name} init (providers from the {'local mirror' if 'mirror' in self.env['TF_CLI_CONFIG_FILE'] else 'registry'})")
-        self._run("init", "-input=false", *self.color, quiet=True)
+        try:
+            self._run("init", "-input=false", *self.color, quiet=True)
+        except CielError as error:
+            if "Backend configuration changed" not in str(error):
+                raise
+            # Never migrate state silently: say what changed and how to move it.
+            raise CielError(
+                f"the state backend of {self.directory.name} changed since this folder was initialized "
+                f"(for example local → Object Storage). To move the existing state there, run: "
+                f"{self.engine.name} -chdir={self.directory} init -migrate-state — or delete {self.directory} "
+                "if the old state is a throw-away one") from None
 
     def validate(self) -> None:
         say(f"→ {self.engine.name} validate")

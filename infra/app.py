@@ -36,7 +36,7 @@ def new_app(outdir: Path | None = None) -> App:
 def synth_dir(*, live: bool) -> Path:
     """Live and offline runs synthesize to different folders, so an engine folder
     initialized against the offline backend is never reused against the live one."""
-    return paths.SYNTH_OUT if live else paths.WORK_DIR / "offline" / "cdktf.out"
+    return paths.live_synth_dir() if live else paths.work_dir() / "offline" / "cdktf.out"
 
 
 def synthesize(config: EnvironmentConfig, *, remote_state: RemoteState | None, outdir: Path | None = None) -> SynthResult:

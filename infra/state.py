@@ -8,6 +8,7 @@ it. Offline: a throw-away local file, never the live state.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,15 +19,14 @@ from ciel import paths
 class RemoteState:
     bucket: str
     region: str
-
-    @property
-    def endpoint(self) -> str:
-        return f"https://s3.{self.region}.scw.cloud"
+    endpoint: str
 
     @classmethod
     def for_project(cls, project_id: str, region: str) -> "RemoteState":
-        # Bucket names are global; the project ID makes this one ours.
-        return cls(bucket=f"ciel-tfstate-{project_id}", region=region)
+        # Bucket names are global; the project ID makes this one ours. CIEL_S3_ENDPOINT
+        # points at another S3-compatible server (the tests run a local one).
+        endpoint = os.environ.get("CIEL_S3_ENDPOINT") or f"https://s3.{region}.scw.cloud"
+        return cls(bucket=f"ciel-tfstate-{project_id}", region=region, endpoint=endpoint)
 
 
 def state_key(env: str, stack: str) -> str:
@@ -34,4 +34,4 @@ def state_key(env: str, stack: str) -> str:
 
 
 def offline_state_file(env: str, stack: str) -> Path:
-    return paths.WORK_DIR / "offline-state" / env / f"{stack}.tfstate"
+    return paths.work_dir() / "offline-state" / env / f"{stack}.tfstate"

@@ -19,6 +19,17 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CIEL = str(Path(sys.executable).with_name("ciel"))
 
 
+@pytest.fixture(scope="session")
+def session_work_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("ciel-work")
+
+
+@pytest.fixture(autouse=True)
+def isolated_work_dir(monkeypatch, session_work_dir):
+    """Synth output, engine folders and offline state go to a temporary folder, not the checkout."""
+    monkeypatch.setenv("CIEL_WORK_DIR", str(session_work_dir))
+
+
 @pytest.fixture(autouse=True)
 def isolated_scaleway_credentials(monkeypatch, tmp_path):
     """No test sees the developer's real Scaleway credentials or CLI profile."""

@@ -86,37 +86,3 @@ def test_readme_main_command_prints_the_offline_plan_and_says_nothing_was_applie
     assert "to add, 0 to change, 0 to destroy" in result.stdout
     assert "OFFLINE: nothing was applied" in result.stdout
     assert "plan (offline)" in result.stderr
-
-
-def test_live_mode_uses_the_s3_backend_and_asks_before_applying(monkeypatch):
-    """With (fake but well-formed) credentials the stack gets the remote state, and the path
-    asks before applying; a 'no' stops it. Scaleway cannot be reached here, so the engine
-    steps are replaced: this checks the wiring and the refusal, not the apply."""
-    import json
-
-    from ciel.errors import CielError
-    from ciel.workspace import PlanResult, ResourceChange, StackWorkspace
-
-    project = "66666666-7777-4888-8999-000000000000"
-    monkeypatch.setenv("SCW_ACCESS_KEY", "SCWABCDEFGHIJKLMNOPQ")
-    monkeypatch.setenv("SCW_SECRET_KEY", "11111111-2222-4333-8444-555555555555")
-    monkeypatch.setenv("SCW_DEFAULT_PROJECT_ID", project)
-    applied, seen_dirs = [], []
-    planned_result = PlanResult(plan_file=offline_state_file("dev", "unused"), raw={},
-                                changes=[ResourceChange("scaleway_vpc.a", "scaleway_vpc", ("create",))])
-    monkeypatch.setattr(StackWorkspace, "init", lambda self: seen_dirs.append(self.directory))
-    monkeypatch.setattr(StackWorkspace, "validate", lambda self: None)
-    monkeypatch.setattr(StackWorkspace, "plan", lambda self: planned_result)
-    monkeypatch.setattr(StackWorkspace, "apply", lambda self, plan: applied.append(plan))
-    questions = []
-    with pytest.raises(CielError, match="confirmation declined"):
-        deploy.deploy_phase1("dev", confirm=lambda q: questions.append(q) or False)
-    assert applied == [] and "Apply 1 change(s) to dev" in questions[0]
-
-    backend = json.loads((seen_dirs[0] / "cdk.tf.json").read_text())["terraform"]["backend"]["s3"]
-    assert backend["bucket"] == f"ciel-tfstate-{project}" and backend["key"] == "dev/ciel-dev-core.tfstate"
-    assert backend["use_lockfile"] is True and backend["endpoints"] == {"s3": "https://s3.fr-par.scw.cloud"}
-    assert "access_key" not in backend and "secret_key" not in backend  # credentials come from the environment
-
-    outcome = deploy.deploy_phase1("dev", confirm=lambda q: True)
-    assert outcome.applied and applied == [planned_result]

@@ -10,10 +10,9 @@ from __future__ import annotations
 from constructs import Construct
 
 from infra.config import EnvironmentConfig
+from infra.contract import DLQ_NAME, QUEUE_NAME
 from infra.providers import scaleway
 
-QUEUE_NAME = "ciel-media-jobs"
-DLQ_NAME = "ciel-media-jobs-dlq"
 DLQ_RETENTION_SECONDS = 1209600  # the maximum: failed jobs wait 14 days for a human
 
 

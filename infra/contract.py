@@ -1,0 +1,48 @@
+"""The application's environment-variable contract, and where each value comes from.
+
+Both phases inject exactly these variables (instances through their service unit, pods
+through a ConfigMap and Secrets). Secret values live in Secret Manager under
+/ciel/<env>/; this table names them and never holds them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from infra.config import EnvironmentConfig
+
+# The queue the image consumes: part of its contract, so named here.
+QUEUE_NAME = "ciel-media-jobs"
+DLQ_NAME = "ciel-media-jobs-dlq"
+
+
+@dataclass(frozen=True)
+class ContractEntry:
+    name: str
+    value: str  # the literal value when it is known from configuration, else a description
+    source: str
+    secret: bool = False
+
+
+def app_contract(config: EnvironmentConfig) -> list[ContractEntry]:
+    secrets = f"Secret Manager {config.name}: /ciel/{config.name}/"
+    cdn = (f"https://{config.cdn_custom_domain}" if config.cdn_custom_domain
+           else "CDN pipeline default host" if config.enable_cdn else "(CDN disabled: S3_ENDPOINT serves)")
+    return [
+        ContractEntry("DATABASE_URL", "", secrets + "database-url (app user, private network)", secret=True),
+        ContractEntry("REDIS_URL", "", secrets + "redis-url (" + ("managed Redis, TLS" if config.use_managed_redis
+                                                                   else "self-managed Redis instance") + ")", secret=True),
+        ContractEntry("S3_ENDPOINT", f"https://s3.{config.region}.scw.cloud", "Object Storage, region endpoint"),
+        ContractEntry("S3_REGION", config.region, "environment config: region"),
+        ContractEntry("S3_BUCKET", f"ciel-{config.name}-media-<suffix>", "terraform output media_bucket"),
+        ContractEntry("S3_PUBLIC_ENDPOINT", cdn, "terraform output s3_public_endpoint (Edge Services)"),
+        ContractEntry("QUEUE_ENDPOINT", f"https://sqs.mnq.{config.region}.scaleway.com", "Scaleway Queues, SQS endpoint"),
+        ContractEntry("QUEUE_REGION", config.region, "environment config: region"),
+        ContractEntry("QUEUE_NAME", QUEUE_NAME, "messaging layer"),
+        ContractEntry("AWS_ACCESS_KEY_ID", "", secrets + "s3-access-key (media objects only)", secret=True),
+        ContractEntry("AWS_SECRET_ACCESS_KEY", "", secrets + "s3-secret-key", secret=True),
+        ContractEntry("PASETO_ACCESS_KEY", "", secrets + "paseto-access-key (base64 of 32 random bytes)", secret=True),
+        ContractEntry("PASETO_REFRESH_KEY", "", secrets + "paseto-refresh-key (base64 of 32 random bytes)", secret=True),
+        ContractEntry("APP_MODE", "api | worker", "per machine or Deployment role"),
+        ContractEntry("HTTP_ADDR", "0.0.0.0:8080", "fixed by the image contract"),
+    ]
