@@ -68,8 +68,9 @@ def deploy_phase1(
 ) -> None:
     """Phase 1: the Ciel image on instances behind the shared load balancer.
 
-    Today this covers the network layer (VPC, private network); the load balancer,
-    data layers and instances are added layer by layer.
+    Today this covers the shared layers (network, load balancer, registry, database,
+    cache, storage + CDN, queues, secrets, observability, DNS); the API and worker
+    instances come next.
 
     Loads and validates infra/environments/ENV.yaml, synthesizes the stack, then runs
     init, validate and plan with the real engine and provider. With credentials it then

@@ -69,3 +69,19 @@ def test_doctor_fails_and_says_what_to_run_when_the_cache_is_empty(tmp_path):
     result = run_ciel("doctor", env={"CIEL_CACHE_DIR": str(tmp_path / "empty")})
     assert result.returncode == 1
     assert "missing" in result.stdout and "./setup.sh" in result.stdout
+
+
+def test_env_prints_the_contract_without_any_secret_value():
+    result = run_ciel("env", "--env", "prod")
+    assert result.returncode == 0, result.stderr
+    for variable in ("DATABASE_URL", "REDIS_URL", "S3_BUCKET", "S3_PUBLIC_ENDPOINT", "QUEUE_NAME", "PASETO_ACCESS_KEY",
+                     "APP_MODE", "HTTP_ADDR"):
+        assert variable in result.stdout
+    assert "ciel-media-jobs" in result.stdout and "/ciel/prod/database-url" in result.stdout
+    assert "postgresql://" not in result.stdout and "(secret)" in result.stdout
+
+
+def test_state_bootstrap_without_credentials_explains_why_it_cannot_run():
+    result = run_ciel("state", "bootstrap", "--env", "dev")
+    assert result.returncode == 2
+    assert "needs Scaleway credentials" in result.stderr
