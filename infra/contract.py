@@ -1,7 +1,10 @@
 """The application's environment-variable contract, and where each value comes from.
 
 Both phases inject exactly these variables (instances through their service unit, pods
-through a ConfigMap and Secrets). Secret values live in Secret Manager under
+through a ConfigMap and Secrets). One addition to the original plan's table:
+QUEUE_ACCESS_KEY_ID / QUEUE_SECRET_ACCESS_KEY. Scaleway Queues authenticate with their own
+SQS credentials, not with the IAM key that Object Storage takes, so one AWS_* pair cannot
+serve both; the app must use the QUEUE_* pair for its SQS client. Secret values live in Secret Manager under
 /ciel/<env>/; this table names them and never holds them.
 """
 
@@ -41,6 +44,8 @@ def app_contract(config: EnvironmentConfig) -> list[ContractEntry]:
         ContractEntry("QUEUE_NAME", QUEUE_NAME, "messaging layer"),
         ContractEntry("AWS_ACCESS_KEY_ID", "", secrets + "s3-access-key (media objects only)", secret=True),
         ContractEntry("AWS_SECRET_ACCESS_KEY", "", secrets + "s3-secret-key", secret=True),
+        ContractEntry("QUEUE_ACCESS_KEY_ID", "", secrets + "sqs-access-key (publish/receive only)", secret=True),
+        ContractEntry("QUEUE_SECRET_ACCESS_KEY", "", secrets + "sqs-secret-key", secret=True),
         ContractEntry("PASETO_ACCESS_KEY", "", secrets + "paseto-access-key (base64 of 32 random bytes)", secret=True),
         ContractEntry("PASETO_REFRESH_KEY", "", secrets + "paseto-refresh-key (base64 of 32 random bytes)", secret=True),
         ContractEntry("APP_MODE", "api | worker", "per machine or Deployment role"),

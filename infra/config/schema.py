@@ -78,11 +78,19 @@ class EnvironmentConfig(BaseModel):
     lb_type: LbType = Field("LB-S", description="Load balancer offer.")
     enable_https: bool = Field(False, description="HTTPS frontend with a Let's Encrypt certificate for the API host; needs `domain` pointing at the LB.")
 
+    # --- the image and the environment's phase -----------------------------------------
+    image_name: str = Field("ciel", pattern=r"^[a-z0-9]+([._-][a-z0-9]+)*$", description="Image name inside the registry namespace.")
+    image_tag: str = Field("latest", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
+                           description="Image tag to run; pin a version outside dev (`ciel deploy phase1 --image-tag`).")
+    phase: Literal[1, 2] = Field(1, description="1: instances serve; 2: a Kapsule cluster runs beside them (set by `ciel deploy phase2`).")
+
     # --- compute (phase 1) ------------------------------------------------------------
     api_instance_count: int = Field(1, ge=0, le=20, description="Instances running APP_MODE=api behind the load balancer.")
     api_instance_type: InstanceType = Field("DEV1-S", description="Instance offer for the API.")
     worker_instance_count: int = Field(1, ge=0, le=20, description="Instances running APP_MODE=worker (queue consumers).")
     worker_instance_type: InstanceType = Field("DEV1-S", description="Instance offer for the workers.")
+    api_stop_timeout_seconds: int = Field(60, ge=5, le=600, description="Grace an API container gets to finish requests when stopped.")
+    ship_logs_to_cockpit: bool = Field(True, description="Ship the containers' logs to the Cockpit logs source (Grafana Alloy).")
 
     # --- database ---------------------------------------------------------------------
     db_node_type: DbNodeType = Field("DB-DEV-S", description="Managed PostgreSQL 16 node offer.")
@@ -171,6 +179,12 @@ class EnvironmentConfig(BaseModel):
         if self.enable_bastion and self.bastion_port == 22:
             raise ValueError("bastion_port: 22 is reserved on the gateway; pick another")
         return self
+
+    @property
+    def worker_stop_timeout_seconds(self) -> int:
+        """A stopping worker may be inside a long poll and then a job: it gets both.
+        Past the visibility timeout the job is redelivered anyway, so waiting longer is useless."""
+        return self.visibility_timeout + self.receive_wait_time
 
     @property
     def api_hostname(self) -> Optional[str]:

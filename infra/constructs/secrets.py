@@ -48,6 +48,7 @@ class Secrets(Construct):
             values.append(SecretValue("admin-token", token.result, "Admin API token"))
         values.extend(extra)
 
+        self.values = {item.name: item.value for item in values}  # tokens, for the machines' configuration
         self.secrets = {}
         for item in values:
             resource_id = "secret_" + item.name.replace("-", "_")

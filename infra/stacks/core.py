@@ -11,8 +11,10 @@ from cdktn_provider_random.provider import RandomProvider
 from constructs import Construct
 
 from infra.config import EnvironmentConfig
+from infra.contract import QUEUE_NAME
 from infra.constructs.cache import Cache
 from infra.constructs.cdn import Cdn
+from infra.constructs.compute import Compute, ImageSource, LogShipping
 from infra.constructs.database import Database
 from infra.constructs.dns import Dns
 from infra.constructs.edge import Edge
@@ -64,12 +66,44 @@ class CoreStack(TerraformStack):
             SecretValue("sqs-secret-key", self.messaging.app_credentials.secret_key, "Queue secret key (publish/receive)"),
         ])
         self.observability = Observability(self, "observability", config=config)
+        self.compute = Compute(self, "compute", config=config, network=self.networking, image=ImageSource(
+            registry_host=f"rg.{config.region}.scw.cloud",
+            image=f"{self.registry.namespace.endpoint}/{config.image_name}:{config.image_tag}",
+            pull_password=self.registry.puller.api_key.secret_key,
+        ), app_env=self._app_env(config), logs=LogShipping(
+            push_url=self.observability.logs.push_url, token=self.observability.push_token.secret_key,
+        ) if config.ship_logs_to_cockpit else None)
+        if self.edge:
+            # The LB sends traffic to the API instances' reserved addresses.
+            self.edge.instance_backend.server_ips = [address.address for address in self.compute.api_addresses]
         self.dns = None
         if config.domain:
             self.dns = Dns(self, "dns", config=config,
                            lb_ip_address=self.edge.ip.ip_address if self.edge else None,
                            cdn_target=self.cdn.dns.default_fqdn if self.cdn else None)
         self._outputs(config)
+
+    def _app_env(self, config: EnvironmentConfig) -> dict[str, str]:
+        """The image's configuration contract (infra/contract.py), as values or references."""
+        secrets = self.secrets.values
+        return {
+            "DATABASE_URL": self.database.database_url,
+            "REDIS_URL": self.cache.redis_url,
+            "S3_ENDPOINT": self.storage.endpoint,
+            "S3_REGION": config.region,
+            "S3_BUCKET": self.storage.bucket.name,
+            "S3_PUBLIC_ENDPOINT": self.cdn.public_endpoint if self.cdn else self.storage.endpoint,
+            "QUEUE_ENDPOINT": self.messaging.endpoint,
+            "QUEUE_REGION": config.region,
+            "QUEUE_NAME": QUEUE_NAME,
+            "AWS_ACCESS_KEY_ID": self.storage.app.api_key.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.storage.app.api_key.secret_key,
+            # Queues take their own credentials (not an IAM key): see infra/contract.py.
+            "QUEUE_ACCESS_KEY_ID": self.messaging.app_credentials.access_key,
+            "QUEUE_SECRET_ACCESS_KEY": self.messaging.app_credentials.secret_key,
+            "PASETO_ACCESS_KEY": secrets["paseto-access-key"],
+            "PASETO_REFRESH_KEY": secrets["paseto-refresh-key"],
+        }
 
     def _outputs(self, config: EnvironmentConfig) -> None:
         def output(name: str, value, description: str, sensitive: bool = False) -> None:
