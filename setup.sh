@@ -1,9 +1,26 @@
 #!/usr/bin/env bash
 # One idempotent setup step for a fresh clone: the project venv, then `ciel setup`
 # (engine, provider mirror, Node + cdktn, Scaleway bindings), all cached per machine.
-# A second run takes seconds. Arguments are passed to `ciel setup` (e.g. --engine tofu).
+# A second run takes seconds. Arguments are passed to `ciel setup` (e.g. --engine tofu),
+# except --test-tools: the Debian packages the test suite runs for real (cloud-init's
+# schema validator), installed with apt-get when missing.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+args=()
+test_tools=0
+for arg in "$@"; do
+  if [ "$arg" = "--test-tools" ]; then test_tools=1; else args+=("$arg"); fi
+done
+
+if [ "$test_tools" = 1 ] && ! command -v cloud-init >/dev/null 2>&1; then
+  echo "installing Debian package cloud-init (its schema validator checks our user data) ..." >&2
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get install -y -q cloud-init >/dev/null 2>&1 || {
+    $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q cloud-init >/dev/null
+  }
+fi
 
 PYTHON="${PYTHON:-python3}"
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
@@ -24,4 +41,4 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-exec .venv/bin/ciel setup "$@"
+exec .venv/bin/ciel setup ${args[@]+"${args[@]}"}

@@ -65,12 +65,16 @@ def deploy_phase1(
     offline: bool = OfflineOption,
     engine: Optional[str] = EngineOption,
     provider_source: str = ProviderSourceOption,
+    image_tag: Optional[str] = typer.Option(None, "--image-tag", help="Run this image tag (overrides image_tag of the "
+                                            "environment file); changed instances are replaced one at a time."),
+    force_phase1: bool = typer.Option(False, "--force-phase1", help="Apply even though the environment is in "
+                                      "phase 2 (the plan shows what would change in the shared layers)."),
 ) -> None:
     """Phase 1: the Ciel image on instances behind the shared load balancer.
 
-    Today this covers the shared layers (network, load balancer, registry, database,
-    cache, storage + CDN, queues, secrets, observability, DNS); the API and worker
-    instances come next.
+    The shared layers (network, load balancer, registry, database, cache, storage + CDN,
+    queues, secrets, observability, DNS) and the API and worker instances. A plan that
+    would destroy a data layer is refused.
 
     Loads and validates infra/environments/ENV.yaml, synthesizes the stack, then runs
     init, validate and plan with the real engine and provider. With credentials it then
@@ -79,10 +83,15 @@ def deploy_phase1(
     from ciel.deploy import deploy_phase1 as run_deploy
 
     outcome = run_deploy(env, force_offline=offline, engine_choice=engine, provider_source=provider_source,
-                         auto_approve=yes, confirm=lambda q: typer.confirm(q, default=False))
+                         image_tag=image_tag, force_phase1=force_phase1, auto_approve=yes,
+                         confirm=lambda q: typer.confirm(q, default=False))
     _print_plan(outcome)
     if outcome.applied:
-        out.print(f"[green]Applied[/green] {env}.")
+        from ciel.deploy import verification_steps
+
+        out.print(f"[green]Applied[/green] {env}. Next:")
+        for step in verification_steps(outcome):
+            out.print(f"  • {step}", highlight=False)
     elif outcome.credentials.live:
         out.print("Nothing to apply: the environment matches the configuration.")
     else:

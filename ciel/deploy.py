@@ -1,6 +1,7 @@
-"""The deploy path: config → synth → init → validate → plan → (confirm → apply).
+"""The deploy path: config → synth → init → validate → plan → guards → (confirm → apply).
 
-Every check that can fail on bad input runs before the engine does.
+Every check that can fail on bad input runs before the engine does; every check that
+can stop a harmful change runs before anything is applied.
 """
 
 from __future__ import annotations
@@ -11,24 +12,53 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ciel import credentials as creds
-from ciel import state_bucket
+from ciel import rollout, state_bucket
 from ciel.errors import CielError, UsageError
 from ciel.process import say
 from ciel.toolchain import bindings, engine as engines, node
 from ciel.toolchain.mirror import PROVIDER_SOURCES
-from ciel.workspace import PlanResult, StackWorkspace
-from infra.config import load_environment
+from ciel.workspace import PlanResult, ResourceChange, StackWorkspace
+from infra.config import EnvironmentConfig, load_environment
 from infra.state import RemoteState
+
+# Resources whose destruction loses data (or the addresses clients use). A phase-1 deploy
+# never destroys them; doing so on purpose is a manual, deliberate engine run.
+DATA_LAYER_TYPES = frozenset({
+    "scaleway_rdb_instance", "scaleway_rdb_database", "scaleway_redis_cluster", "scaleway_object_bucket",
+    "scaleway_mnq_sqs_queue", "scaleway_secret", "scaleway_registry_namespace", "scaleway_lb", "scaleway_lb_ip",
+})
+SELF_MANAGED_REDIS = ".cache_server_"
 
 
 @dataclass
 class DeployOutcome:
     env: str
     stack: str
+    config: EnvironmentConfig
     credentials: creds.Credentials
     plan: PlanResult
     applied: bool
+    outputs: dict[str, object] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+
+
+def data_layer_destroys(plan: PlanResult) -> list[ResourceChange]:
+    """Changes that delete (or replace) a data layer."""
+    return [change for change in plan.destroys
+            if change.type in DATA_LAYER_TYPES or SELF_MANAGED_REDIS in change.address]
+
+
+def load_config(env: str, image_tag: str | None) -> EnvironmentConfig:
+    config = load_environment(env)
+    if image_tag is None:
+        return config
+    from pydantic import ValidationError
+
+    try:
+        return EnvironmentConfig(**{**config.model_dump(), "image_tag": image_tag})
+    except ValidationError:
+        raise UsageError(f"--image-tag {image_tag!r} is not a valid image tag "
+                         "(letters, digits, '_', '.', '-'; up to 128 characters)") from None
 
 
 def deploy_phase1(
@@ -37,19 +67,22 @@ def deploy_phase1(
     force_offline: bool = False,
     engine_choice: str | None = None,
     provider_source: str = "mirror",
+    image_tag: str | None = None,
+    force_phase1: bool = False,
     auto_approve: bool = False,
     confirm: Callable[[str], bool] | None = None,
     plan_only: bool = False,
 ) -> DeployOutcome:
     if provider_source not in PROVIDER_SOURCES:
         raise UsageError(f"unknown provider source {provider_source!r}: choose one of {', '.join(PROVIDER_SOURCES)}")
-    config = load_environment(env)  # bad --env or config: stops here
+    config = load_config(env, image_tag)  # bad --env, config or tag: stops here
     credentials = creds.detect(force_offline)
     engine = engines.select(engine_choice)
     bindings.ensure_importable()
     timings: dict[str, float] = {}
 
-    say(f"ciel deploy phase1 --env {env}: {credentials.mode} mode, engine {engine.name} {engine.version}")
+    say(f"ciel deploy phase1 --env {env}: {credentials.mode} mode, engine {engine.name} {engine.version}, "
+        f"image tag {config.image_tag}")
     if not credentials.live:
         say("  no Scaleway credentials: planning with placeholder credentials and a throw-away local state")
 
@@ -73,14 +106,59 @@ def deploy_phase1(
     start = time.monotonic()
     plan = workspace.plan()
     timings["plan"] = time.monotonic() - start
+    outcome = DeployOutcome(env=env, stack=synth.stack, config=config, credentials=credentials, plan=plan,
+                            applied=False, timings=timings)
 
-    applied = False
+    losses = data_layer_destroys(plan)
+    if losses:
+        raise CielError(
+            "refusing: this plan would destroy data layers — " + ", ".join(c.address for c in losses)
+            + ". Nothing was applied. Undo the configuration change that causes it; a deliberate teardown is a "
+            f"manual `{engine.name} destroy -target=...` in {synth.directory}")
+    if config.phase == 2 and not force_phase1:
+        raise UsageError(
+            f"{env} is in phase 2: a Kapsule cluster runs beside the instances and shares these layers. The plan "
+            "above is what `deploy phase1` would change in them. Nothing was applied; rerun with --force-phase1 "
+            "to apply it anyway, or use `ciel deploy phase2`")
+
     if credentials.live and plan.changes and not plan_only:
-        if plan.destroys and not auto_approve:
-            say(f"  the plan DESTROYS {len(plan.destroys)} resource(s): " + ", ".join(c.address for c in plan.destroys))
         question = f"Apply {len(plan.changes)} change(s) to {env} on Scaleway?"
         if not auto_approve and not (confirm and confirm(question)):
             raise CielError("not applied: confirmation declined (use --yes to apply without asking)")
+        _apply(workspace, plan, credentials)
+        outcome.applied = True
+        outcome.outputs = workspace.outputs()
+    return outcome
+
+
+def _apply(workspace: StackWorkspace, plan: PlanResult, credentials: creds.Credentials) -> None:
+    replaced = rollout.replaced_instances(plan)
+    if len(replaced) <= 1:
         workspace.apply(plan)
-        applied = True
-    return DeployOutcome(env=env, stack=synth.stack, credentials=credentials, plan=plan, applied=applied, timings=timings)
+        return
+    say(f"  {len(replaced)} instances are replaced: rolling them one at a time")
+    current = workspace.outputs()
+    if "lb_id" in current and "instance_backend_id" in current:
+        wait = rollout.backend_health_waiter(credentials, str(current["lb_id"]), str(current["instance_backend_id"]))
+    else:
+        def wait() -> None:  # no load balancer: nothing routes to the API, nothing to wait for
+            return None
+    rollout.roll(workspace.apply_target, replaced, wait)
+    workspace.apply(workspace.plan())  # whatever else the approved change holds
+
+
+def verification_steps(outcome: DeployOutcome) -> list[str]:
+    """What to check after a live apply, with the real URLs and names."""
+    config, outputs = outcome.config, outcome.outputs
+    api_url = outputs.get("api_url", "(no load balancer)")
+    return [
+        f"Health: curl -fsS {api_url}/health   (the LB marks instances up after two passing checks, ~10 s)",
+        f"Migrations: run the image's migration command once with DATABASE_URL set to the migrator URL "
+        f"(Secret Manager /ciel/{config.name}/migrator-database-url), e.g. from an API instance "
+        f"(ssh through the bastion{'' if config.enable_bastion else ', enable_bastion: true first'}): "
+        f"docker run --rm --env-file /etc/ciel/app.env -e DATABASE_URL=... <image> <migrate command>",
+        f"Logs: Cockpit → Grafana → Explore, source ciel-{config.name}-logs, labels app=ciel role=api|worker; "
+        "on a machine: journalctl -u ciel.service",
+        f"Image: push to {outputs.get('registry_endpoint', 'the registry namespace')}/{config.image_name}:<tag>, "
+        "then `ciel deploy phase1 --env {0} --image-tag <tag>` rolls the instances one at a time".format(config.name),
+    ]

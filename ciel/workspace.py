@@ -91,3 +91,14 @@ class StackWorkspace:
     def apply(self, plan: PlanResult) -> None:
         say(f"→ {self.engine.name} apply")
         self._run("apply", "-input=false", *self.color, plan.plan_file.name)
+
+    def apply_target(self, address: str) -> None:
+        """Apply one resource (and what it depends on) — used by the rolling replacement,
+        after the user approved the whole plan."""
+        say(f"→ {self.engine.name} apply -target={address}")
+        self._run("apply", "-input=false", "-auto-approve", *self.color, f"-target={address}")
+
+    def outputs(self) -> dict[str, object]:
+        """Current non-sensitive outputs of the stack's state (sensitive ones are left out)."""
+        shown = json.loads(self._run("output", "-json", capture=True).stdout or "{}")
+        return {name: item["value"] for name, item in shown.items() if not item.get("sensitive")}

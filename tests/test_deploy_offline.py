@@ -6,9 +6,12 @@ toolchain is missing they fail (ToolchainError: run ./setup.sh), they never skip
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ciel import deploy
+from ciel.errors import UsageError
 from ciel.toolchain import mirror
 from ciel.toolchain.pins import SCALEWAY
 from infra.state import offline_state_file
@@ -47,7 +50,8 @@ def test_each_plan_reflects_its_tier():
     dev, staging, prod = (offline_plan(env) for env in ("dev", "staging", "prod"))
     assert [db["is_ha_cluster"] for db in planned(dev, "scaleway_rdb_instance")] == [False]
     assert planned(dev, "scaleway_rdb_read_replica") == [] and planned(dev, "scaleway_redis_cluster") == []
-    assert [s["type"] for s in planned(dev, "scaleway_instance_server")] == ["DEV1-S"]
+    assert sorted(s["name"] for s in planned(dev, "scaleway_instance_server")) == [
+        "ciel-dev-api-0", "ciel-dev-redis", "ciel-dev-worker-0"]
     assert [db["node_type"] for db in planned(staging, "scaleway_rdb_instance")] == ["DB-DEV-M"]
     assert [db["is_ha_cluster"] for db in planned(prod, "scaleway_rdb_instance")] == [True]
     assert len(planned(prod, "scaleway_rdb_read_replica")) == 1
@@ -86,3 +90,36 @@ def test_readme_main_command_prints_the_offline_plan_and_says_nothing_was_applie
     assert "to add, 0 to change, 0 to destroy" in result.stdout
     assert "OFFLINE: nothing was applied" in result.stdout
     assert "plan (offline)" in result.stderr
+
+
+def test_dev_phase1_plan_runs_one_api_one_worker_and_redis_with_only_the_lb_public():
+    dev = offline_plan("dev")
+    servers = {s["name"]: s for s in planned(dev, "scaleway_instance_server")}
+    assert set(servers) == {"ciel-dev-api-0", "ciel-dev-worker-0", "ciel-dev-redis"}
+    assert all(s["enable_dynamic_ip"] is False for s in servers.values())
+    types = {change.type for change in dev.plan.changes}
+    assert "scaleway_instance_ip" not in types
+    public = types & {"scaleway_lb_ip", "scaleway_vpc_public_gateway_ip", "scaleway_instance_ip"}
+    assert public == {"scaleway_lb_ip", "scaleway_vpc_public_gateway_ip"}  # the gateway: egress (+bastion when on)
+    (backend,) = planned(dev, "scaleway_lb_backend")
+    assert backend["forward_port"] == 8080 and backend["health_check_http"][0]["uri"] == "/health"
+    unknown = [rc["change"]["after_unknown"] for rc in dev.plan.raw["resource_changes"] if rc["type"] == "scaleway_lb_backend"]
+    assert unknown[0]["server_ips"] is True  # the API addresses, known once IPAM reserves them
+
+
+def test_an_environment_in_phase_2_is_planned_but_not_deployed_without_force(environments_dir):
+    (environments_dir / "qa.yaml").write_text("phase: 2\nprivate_network_cidr: 10.9.0.0/24\n")
+    with pytest.raises(UsageError, match="qa is in phase 2.*--force-phase1"):
+        deploy.deploy_phase1("qa")
+    assert deploy.deploy_phase1("qa", force_phase1=True).plan.changes
+
+
+def test_image_tag_option_is_validated_before_anything_runs():
+    with pytest.raises(UsageError, match="--image-tag 'bad tag!' is not a valid image tag"):
+        deploy.deploy_phase1("dev", image_tag="bad tag!", engine_choice="no-such-engine")
+    outcome = deploy.deploy_phase1("dev", image_tag="1.4.2")
+    # The user data is unknown until apply (it holds generated secrets): read what was planned from.
+    synthesized = json.loads((outcome.plan.plan_file.parent / "cdk.tf.json").read_text())
+    images = [s["user_data"]["cloud-init"] for s in synthesized["resource"]["scaleway_instance_server"].values()
+              if "-redis" not in s["name"]]
+    assert len(images) == 2 and all("/ciel:1.4.2" in text and ":latest" not in text for text in images)

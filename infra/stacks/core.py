@@ -114,6 +114,8 @@ class CoreStack(TerraformStack):
             scheme = "https" if config.enable_https else "http"
             host = config.api_hostname if config.enable_https else self.edge.ip.ip_address
             output("api_url", f"{scheme}://{host}", "Base URL of the API.")
+            output("lb_id", self.edge.lb.id, "Zoned ID of the shared load balancer (the cutover's pivot).")
+            output("instance_backend_id", self.edge.instance_backend.id, "Zoned ID of the LB backend of the instances.")
         output("registry_endpoint", self.registry.namespace.endpoint, "Registry namespace to push the image to.")
         output("media_bucket", self.storage.bucket.name, "S3_BUCKET.")
         output("s3_endpoint", self.storage.endpoint, "S3_ENDPOINT.")

@@ -1,0 +1,69 @@
+"""Rolling replacement of phase-1 instances, one at a time.
+
+A new image tag (or any boot setting) changes an instance's cloud-init, which replaces
+the instance (see infra/constructs/compute.py). Terraform would replace them all at
+once; we apply them one by one instead — API instances first, each followed by a wait
+until every server of the LB's instance backend passes its health check again — so the
+API never loses all its servers. Workers follow, one by one: each is powered off (its
+container gets SIGTERM and its stop timeout to finish in-flight jobs) before its
+successor boots; the queue keeps the jobs meanwhile.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+from ciel.credentials import Credentials
+from ciel.errors import CielError
+from ciel.process import say
+from ciel.workspace import PlanResult, ResourceChange
+
+_ROLE_INDEX = re.compile(r"\.compute_(api|worker)_(\d+)_[0-9A-F]{8}$")
+
+
+def replaced_instances(plan: PlanResult) -> list[ResourceChange]:
+    """Phase-1 instances this plan replaces, in rollout order (API first, by index)."""
+    found = []
+    for change in plan.changes:
+        match = _ROLE_INDEX.search(change.address)
+        if change.type == "scaleway_instance_server" and match and {"delete", "create"} <= set(change.actions):
+            found.append(((0 if match.group(1) == "api" else 1, int(match.group(2))), change))
+    return [change for _, change in sorted(found, key=lambda item: item[0])]
+
+
+def backend_health_waiter(credentials: Credentials, lb_id: str, backend_id: str, *, timeout_s: float = 600,
+                          poll_s: float = 10) -> Callable[[], None]:
+    """A wait until every server of the backend passes its LB health check (Scaleway API)."""
+    from scaleway import Client
+    from scaleway.lb.v1 import LbV1ZonedAPI
+
+    zone, lb = lb_id.split("/", 1)
+    backend = backend_id.split("/", 1)[-1]
+    env = credentials.engine_env
+    api = LbV1ZonedAPI(Client(access_key=env["SCW_ACCESS_KEY"], secret_key=env["SCW_SECRET_KEY"],
+                              default_project_id=env["SCW_DEFAULT_PROJECT_ID"], default_zone=zone))
+
+    def wait() -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            stats = api.list_backend_stats_all(zone=zone, lb_id=lb, backend_id=backend)
+            states = {s.ip: str(s.last_health_check_status) for s in stats}
+            if states and all(state == "passed" for state in states.values()):
+                return
+            if time.monotonic() > deadline:
+                raise CielError(f"rollout stopped: backend servers not healthy after {timeout_s:.0f}s: {states}. "
+                                "The remaining instances were left untouched")
+            time.sleep(poll_s)
+
+    return wait
+
+
+def roll(apply_target: Callable[[str], None], replaced: list[ResourceChange], wait_api_healthy: Callable[[], None]) -> None:
+    for change in replaced:
+        role = "api" if ".compute_api_" in change.address else "worker"
+        say(f"→ rolling {change.address} ({role})")
+        apply_target(change.address)
+        if role == "api":
+            wait_api_healthy()
