@@ -153,6 +153,42 @@ def env_contract(env: str = EnvOption) -> None:
 
 
 @app.command()
+def cost(
+    env: str = EnvOption,
+    refresh: bool = typer.Option(False, "--refresh", help="First re-read the prices of our offers from Scaleway's "
+                                 "public product catalog (network needed); the dated table is the fallback."),
+) -> None:
+    """Monthly cost of what ENV's stack creates, line by line, and the plan's tier targets
+    beside our figures for each tier. Offline: prices come from infra/pricing/prices.yaml."""
+    from ciel import cost as costs
+    from infra.pricing import USAGE_PRICED, total
+
+    if refresh:
+        found = costs.refresh(env)
+        out.print(f"Refreshed {sum(len(v) for v in found.values())} prices from the product catalog.")
+    config, table, lines = costs.environment_cost(env)
+    listing = Table(title=f"Monthly cost — {env} (tier {config.tier}), prices of {table.as_of}")
+    for column, justify in (("item", "left"), ("offer", "left"), ("qty", "right"), ("unit €", "right"),
+                            ("€/month", "right")):
+        listing.add_column(column, justify=justify)
+    for line in lines:
+        unit = f"{line.unit_price:.2f}" if line.unit_price >= 1 else f"{line.unit_price:.3f}"
+        listing.add_row(line.item, line.offer, f"{line.quantity:g}", unit, f"{line.monthly:.2f}")
+    listing.add_row("total", "", "", "", f"{total(lines):.2f}", style="bold")
+    out.print(listing)
+    out.print("Usage-priced, not included: " + "; ".join(f"{name} ({unit})" for name, unit in USAGE_PRICED))
+    out.print(f"Price source: {table.source}")
+    tiers = Table(title="The plan's tiers beside our figures (a bare environment at each tier)")
+    for column in ("tier", "plan's target €/month", "ours €/month", "difference"):
+        tiers.add_column(column)
+    for figure in costs.tier_figures(env):
+        target = f"~{figure.target_low}" if figure.target_low == figure.target_high else             f"~{figure.target_low}–{figure.target_high}"
+        middle = (figure.target_low + figure.target_high) / 2
+        tiers.add_row(figure.tier, target, f"{figure.ours:.2f}", f"{figure.ours - middle:+.2f}")
+    out.print(tiers)
+
+
+@app.command()
 def synth(env: str = EnvOption, offline: bool = OfflineOption) -> None:
     """Synthesize ENV's stacks to Terraform JSON in cdktf.out/ (no engine run)."""
     from ciel import credentials as creds

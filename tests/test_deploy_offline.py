@@ -52,7 +52,7 @@ def test_each_plan_reflects_its_tier():
     assert planned(dev, "scaleway_rdb_read_replica") == [] and planned(dev, "scaleway_redis_cluster") == []
     assert sorted(s["name"] for s in planned(dev, "scaleway_instance_server")) == [
         "ciel-dev-api-0", "ciel-dev-redis", "ciel-dev-worker-0"]
-    assert [db["node_type"] for db in planned(staging, "scaleway_rdb_instance")] == ["DB-DEV-M"]
+    assert [db["node_type"] for db in planned(staging, "scaleway_rdb_instance")] == ["DB-DEV-L"]
     assert [db["is_ha_cluster"] for db in planned(prod, "scaleway_rdb_instance")] == [True]
     assert len(planned(prod, "scaleway_rdb_read_replica")) == 1
     assert [r["node_type"] for r in planned(prod, "scaleway_redis_cluster")] == ["RED1-S"]

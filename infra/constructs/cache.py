@@ -33,7 +33,7 @@ class Cache(Construct):
         security_group = scaleway("instance_security_group")
         private_nic = scaleway("instance_private_nic")
         ipam_ip = scaleway("ipam_ip")
-        tags = config.tags("cache")
+        tags = [*config.tags("cache"), "role=redis"]
 
         # Letters and digits only: it is interpolated into a config file and a URL.
         self.password = Password(self, "password", length=40, special=False)

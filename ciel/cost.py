@@ -1,0 +1,69 @@
+"""`ciel cost`: an environment's monthly cost, line by line, and the plan's tier tables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+
+from ciel.toolchain import bindings, node
+from infra.config import EnvironmentConfig, load_environment
+from infra.config.tiers import TIER_PRESETS, preset
+
+
+@dataclass(frozen=True)
+class TierFigure:
+    tier: str
+    target_low: int
+    target_high: int
+    ours: float
+
+
+def _synthesized(config: EnvironmentConfig) -> dict:
+    """The offline synthesis of `config`: exactly what a plan would create."""
+    bindings.ensure_importable()
+    os.environ.update(node.runtime_env())
+    from infra.app import synthesize
+    from infra.pricing import synthesized_document
+
+    return synthesized_document(synthesize(config, remote_state=None).directory)
+
+
+def environment_cost(env: str, config: EnvironmentConfig | None = None):
+    from infra.pricing import cost_lines, load_prices
+
+    config = config or load_environment(env)
+    table = load_prices()
+    return config, table, cost_lines(_synthesized(config), table)
+
+
+def tier_figures(env: str) -> list[TierFigure]:
+    """Each tier's preset, on a bare environment in `env`'s region, priced like `env`."""
+    from infra.pricing import PLAN_TARGETS, cost_lines, load_prices, total
+
+    base = load_environment(env)
+    table = load_prices()
+    figures = []
+    for tier in TIER_PRESETS:
+        config = EnvironmentConfig(name=env, tier=tier, region=base.region, zone=base.zone,
+                                   private_network_cidr=base.private_network_cidr, **preset(tier))
+        low, high = PLAN_TARGETS[tier]
+        figures.append(TierFigure(tier, low, high, total(cost_lines(_synthesized(config), table))))
+    return figures
+
+
+def refresh(env: str) -> dict[str, dict[str, float]]:
+    from scaleway import Client
+
+    from infra.pricing import load_prices, refresh_prices
+
+    from ciel import credentials as creds
+
+    config = load_environment(env)
+    # The catalog is public, but the SDK insists on a key pair: real ones when there are,
+    # the offline placeholders otherwise. SCW_API_URL can point at another server.
+    keys = creds.detect().engine_env
+    client = Client(access_key=keys["SCW_ACCESS_KEY"], secret_key=keys["SCW_SECRET_KEY"],
+                    default_zone=config.zone, default_region=config.region,
+                    api_url=os.environ.get("SCW_API_URL", "https://api.scaleway.com"))
+    return refresh_prices(client, load_prices(prefer_refreshed=False), config.zone, date.today().isoformat())

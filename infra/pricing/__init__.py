@@ -1,0 +1,176 @@
+"""What an environment costs a month: line by line, from what its stack creates.
+
+The lines come from the synthesized Terraform configuration (the same document the engine
+plans), so the cost follows the plan, not a separate model of it. Prices come from
+prices.yaml (dated, with its source), or from the refreshed copy `ciel cost --refresh`
+wrote into the cache. Usage-priced services (Object Storage, Queues, Cockpit, registry
+storage, traffic) are listed with no fixed price.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ciel import paths
+
+PRICE_FILE = Path(__file__).with_name("prices.yaml")
+
+# The plan's tier targets (€/month), shown beside our figures.
+PLAN_TARGETS = {"mvp": (50, 50), "growth": (200, 200), "scale": (600, 800)}
+
+USAGE_PRICED = [
+    ("Object Storage (media bucket)", "per GB stored and egress"),
+    ("Scaleway Queues", "per million requests beyond the free tier"),
+    ("Cockpit logs and custom metrics", "per GB ingested beyond the free tier"),
+    ("Container Registry", "per GB stored beyond the free tier"),
+]
+
+
+@dataclass(frozen=True)
+class CostLine:
+    item: str
+    offer: str
+    quantity: float
+    unit_price: float
+
+    @property
+    def monthly(self) -> float:
+        return round(self.quantity * self.unit_price, 2)
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    prices: dict
+    as_of: str
+    source: str
+
+    def price(self, section: str, offer: str | None = None) -> float:
+        value = self.prices[section]
+        if offer is None:
+            return float(value)
+        if offer not in value:
+            raise KeyError(f"no price for {section} offer {offer!r} in the price table ({self.source})")
+        return float(value[offer])
+
+
+def refreshed_price_file() -> Path:
+    """Per checkout (not in git): prices re-read from the catalog by `ciel cost --refresh`."""
+    return paths.work_dir() / "prices-refreshed.yaml"
+
+
+def load_prices(prefer_refreshed: bool = True) -> PriceTable:
+    document = yaml.safe_load(PRICE_FILE.read_text())
+    refreshed = refreshed_price_file()
+    if prefer_refreshed and refreshed.exists():
+        update = yaml.safe_load(refreshed.read_text())
+        for section, offers in update.get("prices", {}).items():
+            document.setdefault(section, {}).update(offers)
+        document["as_of"], document["source"] = update["as_of"], update["source"]
+    return PriceTable(prices=document, as_of=str(document["as_of"]), source=str(document["source"]))
+
+
+def _resources(synthesized: dict, type_: str) -> list[dict]:
+    return list(synthesized.get("resource", {}).get(type_, {}).values())
+
+
+def cost_lines(synthesized: dict, table: PriceTable) -> list[CostLine]:
+    """One line per priced thing the stack creates."""
+    lines: list[CostLine] = []
+    servers = _resources(synthesized, "scaleway_instance_server")
+    by_type: dict[str, list[str]] = {}
+    for server in servers:
+        role = next((tag.split("=", 1)[1] for tag in server.get("tags", []) if tag.startswith("role=")), "other")
+        by_type.setdefault(server["type"], []).append(role)
+    for offer, roles in sorted(by_type.items()):
+        counted = ", ".join(f"{roles.count(role)} {role}" for role in sorted(set(roles)))
+        lines.append(CostLine(f"instances ({counted})", offer, len(roles), table.price("instance", offer)))
+    if servers:
+        size = table.price("instance_root_volume_size_gb")
+        lines.append(CostLine(f"instance root volumes ({size:.0f} GB each)", "SBS", len(servers) * size,
+                              table.price("instance_root_volume_gb")))
+    for lb in _resources(synthesized, "scaleway_lb"):
+        lines.append(CostLine("load balancer", lb["type"], 1, table.price("load_balancer", lb["type"])))
+    for db in _resources(synthesized, "scaleway_rdb_instance"):
+        nodes = 2 if db.get("is_ha_cluster") else 1
+        label = "PostgreSQL 16" + (" (HA: 2 nodes)" if nodes == 2 else "")
+        lines.append(CostLine(label, db["node_type"], nodes, table.price("database_node", db["node_type"])))
+        lines.append(CostLine(f"database volume ({db['volume_size_in_gb']} GB per node)", db.get("volume_type", "sbs_5k"),
+                              nodes * db["volume_size_in_gb"], table.price("database_volume_gb")))
+        replicas = _resources(synthesized, "scaleway_rdb_read_replica")
+        if replicas:
+            lines.append(CostLine("PostgreSQL read replicas", db["node_type"], len(replicas),
+                                  table.price("database_node", db["node_type"])))
+    for cluster in _resources(synthesized, "scaleway_redis_cluster"):
+        lines.append(CostLine("managed Redis", cluster["node_type"], cluster.get("cluster_size", 1),
+                              table.price("redis_node", cluster["node_type"])))
+    for gateway in _resources(synthesized, "scaleway_vpc_public_gateway"):
+        lines.append(CostLine("public gateway", gateway["type"], 1, table.price("public_gateway", gateway["type"])))
+    gateway_ips = _resources(synthesized, "scaleway_vpc_public_gateway_ip")
+    if gateway_ips:
+        lines.append(CostLine("public gateway IP", "flexible IP", len(gateway_ips), table.price("public_gateway_ip")))
+    for plan in _resources(synthesized, "scaleway_edge_services_plan"):
+        lines.append(CostLine("Edge Services (CDN) plan", plan["name"], 1, table.price("edge_services_plan", plan["name"])))
+    secrets = _resources(synthesized, "scaleway_secret")
+    if secrets:
+        lines.append(CostLine("Secret Manager secrets", "version", len(secrets), table.price("secret_version")))
+    return lines
+
+
+def total(lines: list[CostLine]) -> float:
+    return round(sum(line.monthly for line in lines), 2)
+
+
+def synthesized_document(directory: Path) -> dict:
+    return json.loads((directory / "cdk.tf.json").read_text())
+
+
+# Sections of the price table whose offers the catalog can price, and the catalog's
+# product category for each (matched on the product or variant name).
+_CATALOG_SECTIONS = {
+    "instance": "Instance",
+    "load_balancer": "Load Balancer",
+    "database_node": "Managed Database",
+    "redis_node": "Managed Redis",
+    "public_gateway": "Public Gateway",
+}
+_PER_MONTH = {"hour": 730.0, "minute": 730.0 * 60, "month": 1.0}
+
+
+def _monthly(product) -> float | None:
+    price = product.price.retail_price if product.price else None
+    unit = str(product.unit_of_measure.unit) if product.unit_of_measure else None
+    if price is None or unit not in _PER_MONTH:
+        return None
+    size = product.unit_of_measure.size or 1
+    return round((price.units + price.nanos / 1e9) * _PER_MONTH[unit] / size, 2)
+
+
+def refresh_prices(client, table: PriceTable, zone: str, today: str) -> dict[str, dict[str, float]]:
+    """Read the offers we price from Scaleway's public catalog; write the refreshed copy.
+
+    `client` is a scaleway.Client (its api_url can point elsewhere, e.g. a test server).
+    Returns what was found, per section; offers the catalog does not list keep the table's price.
+    """
+    from scaleway.product_catalog.v2alpha1 import ProductCatalogV2Alpha1PublicCatalogAPI
+
+    api = ProductCatalogV2Alpha1PublicCatalogAPI(client)
+    products = api.list_public_catalog_products_all(zone=zone)
+    found: dict[str, dict[str, float]] = {}
+    for section, category in _CATALOG_SECTIONS.items():
+        wanted = {name.upper(): name for name in table.prices.get(section, {})}
+        for product in products:
+            if category.lower() not in (product.product_category or "").lower():
+                continue
+            for label in (product.variant, product.product):
+                name = wanted.get((label or "").upper())
+                monthly = _monthly(product)
+                if name and monthly is not None:
+                    found.setdefault(section, {})[name] = monthly
+    refreshed_price_file().parent.mkdir(parents=True, exist_ok=True)
+    refreshed_price_file().write_text(yaml.safe_dump({
+        "as_of": today, "source": f"Scaleway public product catalog (v2alpha1), {zone}", "prices": found}))
+    return found
