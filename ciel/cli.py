@@ -100,13 +100,33 @@ def deploy_phase1(
 
 
 @deploy_app.command("phase2")
-def deploy_phase2(env: str = EnvOption) -> None:
-    """Phase 2: a Kapsule cluster beside the instances, sharing their data layers (not built yet)."""
-    from infra.config import load_environment
+def deploy_phase2(
+    env: str = EnvOption,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Apply both steps without asking (live mode only)."),
+    offline: bool = OfflineOption,
+    engine: Optional[str] = EngineOption,
+    provider_source: str = ProviderSourceOption,
+) -> None:
+    """Phase 2: a Kapsule cluster beside the instances, sharing their data layers and LB.
 
-    load_environment(env)
-    raise CielError("`deploy phase2` is not built yet: the Kapsule cluster and workloads arrive in a later release. "
-                    "Nothing was planned or changed.")
+    Step 1 plans the core stack with the cluster added and refuses if anything of phase 1
+    or the shared layers would change. Step 2 plans the workloads (k8s/) through the
+    kubernetes provider. With credentials each step asks, applies and waits (pool ready,
+    rollouts done), then infra/environments/ENV.yaml records `phase: 2`. Production
+    traffic stays on the instances: `ciel migrate cutover` moves it.
+    """
+    from ciel.phase2 import deploy_phase2 as run_phase2
+
+    outcome = run_phase2(env, force_offline=offline, engine_choice=engine, provider_source=provider_source,
+                         auto_approve=yes, confirm=lambda q: typer.confirm(q, default=False))
+    for title, plan in (("cluster step", outcome.cluster_plan), ("workloads step", outcome.workloads_plan)):
+        out.print(f"{title}: {plan.count('create')} to add, {plan.count('update')} to change, "
+                  f"{plan.count('delete')} to destroy")
+    out.print(f"{outcome.untouched_checked} phase-1 and shared resources checked: unchanged by phase 2.")
+    if outcome.applied:
+        out.print(f"[green]Applied[/green] phase 2 to {env}; recorded `phase: 2`. Traffic is still on the instances.")
+    else:
+        out.print("[bold yellow]OFFLINE: nothing was applied[/bold yellow] and the environment's phase is unchanged.")
 
 
 @migrate_app.command("cutover")
@@ -186,6 +206,34 @@ def cost(
         middle = (figure.target_low + figure.target_high) / 2
         tiers.add_row(figure.tier, target, f"{figure.ours:.2f}", f"{figure.ours - middle:+.2f}")
     out.print(tiers)
+
+
+k8s_app = typer.Typer(help="The phase-2 workloads as Kubernetes objects.", no_args_is_help=True)
+app.add_typer(k8s_app, name="k8s")
+
+
+@k8s_app.command("render")
+def k8s_render(
+    env: str = EnvOption,
+    out_dir: Optional[str] = typer.Option(None, "--out", help="Folder to write to (default: k8s/rendered/ENV)."),
+) -> None:
+    """Write ENV's workloads as plain YAML, one file per object, in apply order.
+
+    The same objects `deploy phase2` applies. Secrets come without values (annotated with
+    where the values live); IDs known only after the core stack's apply are marked
+    REPLACE-with-terraform-output-<name>.
+    """
+    from pathlib import Path
+
+    from ciel.paths import REPO_ROOT
+    from infra.config import load_environment
+    from k8s.render import render
+
+    directory = Path(out_dir) if out_dir else REPO_ROOT / "k8s" / "rendered" / env
+    written = render(load_environment(env), directory)
+    for path in written:
+        out.print(str(path), highlight=False)
+    out.print(f"{len(written)} objects written to {directory}")
 
 
 @app.command()

@@ -19,6 +19,7 @@ def run(
     capture: bool = False,
     quiet: bool = False,
     what: str | None = None,
+    check: bool = True,
 ) -> subprocess.CompletedProcess:
     """Run a command; on failure raise ToolchainError naming the step and its last output.
 
@@ -35,7 +36,7 @@ def run(
         stdout=subprocess.PIPE if hidden else None,
         stderr=subprocess.STDOUT if quiet and not capture else (subprocess.PIPE if capture else None),
     )
-    if proc.returncode != 0:
+    if proc.returncode != 0 and check:
         tail = " (its output is above)"
         if hidden:
             out = (proc.stdout or "") + (proc.stderr or "")

@@ -36,7 +36,8 @@ class PlanResult:
 
 
 class StackWorkspace:
-    def __init__(self, engine: Engine, directory: Path, credentials: Credentials, provider_source: str = "mirror") -> None:
+    def __init__(self, engine: Engine, directory: Path, credentials: Credentials, provider_source: str = "mirror",
+                 variables: dict[str, str] | None = None) -> None:
         self.engine = engine
         self.directory = directory
         self.credentials = credentials
@@ -46,12 +47,14 @@ class StackWorkspace:
             "TF_INPUT": "0",
             "CHECKPOINT_DISABLE": "1",
             **credentials.engine_environment(),
+            # Inputs of the stack (values may be secrets: the environment, never argv or files).
+            **{f"TF_VAR_{name}": value for name, value in (variables or {}).items()},
         }
         self.color = [] if sys.stdout.isatty() else ["-no-color"]
 
-    def _run(self, *args: str, capture: bool = False, quiet: bool = False, what: str | None = None):
+    def _run(self, *args: str, capture: bool = False, quiet: bool = False, what: str | None = None, check: bool = True):
         return run([self.engine.path, *args], cwd=self.directory, env=self.env, capture=capture, quiet=quiet,
-                   what=what or f"{self.engine.name} {args[0]}")
+                   what=what or f"{self.engine.name} {args[0]}", check=check)
 
     def init(self) -> None:
         say(f"→ {self.engine.name} init (providers from the {'local mirror' if 'mirror' in self.env['TF_CLI_CONFIG_FILE'] else 'registry'})")
@@ -69,11 +72,16 @@ class StackWorkspace:
 
     def validate(self) -> None:
         say(f"→ {self.engine.name} validate")
-        result = self._run("validate", "-json", capture=True, what=f"{self.engine.name} validate")
-        report = json.loads(result.stdout)
+        result = self._run("validate", "-json", capture=True, check=False)
+        try:
+            report = json.loads(result.stdout)
+        except ValueError:
+            raise CielError(f"{self.engine.name} validate failed: {(result.stderr or result.stdout).strip()[-2000:]}") from None
         if not report.get("valid"):
-            details = "; ".join(d.get("summary", "") + ": " + d.get("detail", "") for d in report.get("diagnostics", []))
-            raise CielError(f"the synthesized stack is invalid: {details}")
+            details = "; ".join(
+                f"{d.get('summary', '')}: {d.get('detail', '')} ({d.get('address') or d.get('range', {}).get('filename', '')}"
+                f":{d.get('range', {}).get('start', {}).get('line', '?')})" for d in report.get("diagnostics", []))
+            raise CielError(f"the synthesized stack {self.directory.name} is invalid: {details}")
 
     def plan(self) -> PlanResult:
         say(f"→ {self.engine.name} plan ({self.credentials.mode})")
@@ -98,7 +106,8 @@ class StackWorkspace:
         say(f"→ {self.engine.name} apply -target={address}")
         self._run("apply", "-input=false", "-auto-approve", *self.color, f"-target={address}")
 
-    def outputs(self) -> dict[str, object]:
-        """Current non-sensitive outputs of the stack's state (sensitive ones are left out)."""
+    def outputs(self, *, include_sensitive: bool = False) -> dict[str, object]:
+        """Current outputs of the stack's state. Sensitive ones only when asked (they are
+        handed to another stack's engine through its environment, never printed)."""
         shown = json.loads(self._run("output", "-json", capture=True).stdout or "{}")
-        return {name: item["value"] for name, item in shown.items() if not item.get("sensitive")}
+        return {name: item["value"] for name, item in shown.items() if include_sensitive or not item.get("sensitive")}

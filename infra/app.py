@@ -50,6 +50,20 @@ def synthesize(config: EnvironmentConfig, *, remote_state: RemoteState | None, o
     return SynthResult(stack=stack, directory=outdir / "stacks" / stack)
 
 
+def synthesize_workloads(config: EnvironmentConfig, *, remote_state: RemoteState | None, include_untyped: bool,
+                         outdir: Path | None = None) -> SynthResult:
+    """The phase-2 workloads stack (kubernetes provider); see infra/stacks/workloads.py."""
+    from infra.stacks.workloads import WorkloadsStack, workloads_stack_name
+
+    outdir = outdir or synth_dir(live=remote_state is not None)
+    outdir.mkdir(parents=True, exist_ok=True)
+    app = new_app(outdir)
+    WorkloadsStack(app, config=config, remote_state=remote_state, include_untyped=include_untyped)
+    app.synth()
+    stack = workloads_stack_name(config.name)
+    return SynthResult(stack=stack, directory=outdir / "stacks" / stack)
+
+
 def main() -> None:
     app = new_app()
     for env in known_environments():

@@ -17,6 +17,8 @@ from infra.config import EnvironmentConfig
 # The queue the image consumes: part of its contract, so named here.
 QUEUE_NAME = "ciel-media-jobs"
 DLQ_NAME = "ciel-media-jobs-dlq"
+# The port of the cluster's private LB (the api Service), which the shared LB forwards to.
+CLUSTER_INGRESS_PORT = 80
 
 
 @dataclass(frozen=True)

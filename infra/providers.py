@@ -15,4 +15,4 @@ from ciel.toolchain import bindings
 def scaleway(resource_module: str) -> ModuleType:
     """The generated binding module for one Scaleway resource, e.g. scaleway("vpc")."""
     bindings.ensure_importable()
-    return importlib.import_module(f"{bindings.PACKAGE}.scaleway.{resource_module}")
+    return importlib.import_module(f"{bindings.PACKAGE}.scaleway.{bindings.module_name(resource_module)}")

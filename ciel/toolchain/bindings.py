@@ -62,6 +62,24 @@ def ensure_importable(pin: ProviderPin = SCALEWAY) -> None:
         sys.path.insert(0, str(root))
 
 
+def _squashed(name: str) -> str:
+    """jsii names modules after its camelCase class names: scaleway_k8s_cluster becomes
+    k8_s_cluster. Comparing without underscores matches both spellings."""
+    return name.replace("_", "")
+
+
+def module_name(resource: str, pin: ProviderPin = SCALEWAY) -> str:
+    """The generated module of `resource` ("k8s_cluster" or "scaleway_k8s_cluster")."""
+    short = resource.removeprefix(f"{pin.type}_")
+    package = bindings_root(pin) / PACKAGE / pin.type
+    if (package / short).is_dir():
+        return short
+    for candidate in package.iterdir():
+        if candidate.is_dir() and _squashed(candidate.name) == _squashed(short):
+            return candidate.name
+    raise ToolchainError(f"no generated binding for {pin.type}_{short}: add it to pins.SCALEWAY_RESOURCES and run ./setup.sh")
+
+
 def _constraint(pin: ProviderPin) -> str:
     return f"= {pin.version}"
 
@@ -140,8 +158,9 @@ def generate(engine: Engine, pin: ProviderPin = SCALEWAY) -> Path:
         run([node.cdktn_binary(), "get"], cwd=project, env=env, quiet=True, what="cdktn get")
 
         package_dir = project / PACKAGE / pin.type
-        produced = {p.name for p in package_dir.iterdir() if p.is_dir() and not p.name.startswith("_")} - {"provider"}
-        expected = {t.removeprefix(f"{pin.type}_") for t in pin.generate_bindings_for or ()}
+        produced = {_squashed(p.name) for p in package_dir.iterdir() if p.is_dir() and not p.name.startswith("_")}
+        produced.discard("provider")
+        expected = {_squashed(t.removeprefix(f"{pin.type}_")) for t in pin.generate_bindings_for or ()}
         if produced != expected:
             # A different set means cdktn fetched the full schema itself (cache key
             # mismatch): refuse rather than ship bindings we did not ask for.

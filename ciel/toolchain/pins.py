@@ -85,6 +85,9 @@ SCALEWAY_RESOURCES: tuple[str, ...] = (
     "scaleway_instance_security_group",
     "scaleway_instance_private_nic",
     "scaleway_instance_placement_group",
+    # cluster (phase 2)
+    "scaleway_k8s_cluster",
+    "scaleway_k8s_pool",
     # storage, IAM, CDN
     "scaleway_object_bucket",
     "scaleway_object_bucket_acl",

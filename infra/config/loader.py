@@ -58,3 +58,22 @@ def load_environment(name: str, directory: Path | None = None) -> EnvironmentCon
     except ValidationError as error:
         problems = "; ".join(_describe(e) for e in error.errors())
         raise UsageError(f"{_display(path)}: {problems}") from None
+
+
+def record_phase(name: str, phase: int, directory: Path | None = None) -> Path:
+    """Record the environment's phase in its file, keeping every other line (and comment).
+
+    The phase is a persistent property of the environment: the next deploy reads it."""
+    directory = directory or environments_dir()
+    path = directory / f"{name}.yaml"
+    lines = path.read_text().splitlines()
+    entry = f"phase: {phase}  # recorded by ciel"
+    for index, line in enumerate(lines):
+        if line.startswith("phase:"):
+            lines[index] = entry
+            break
+    else:
+        lines.append(entry)
+    path.write_text("\n".join(lines) + "\n")
+    load_environment(name, directory)  # the file must still be valid
+    return path

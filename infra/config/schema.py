@@ -92,6 +92,21 @@ class EnvironmentConfig(BaseModel):
     api_stop_timeout_seconds: int = Field(60, ge=5, le=600, description="Grace an API container gets to finish requests when stopped.")
     ship_logs_to_cockpit: bool = Field(True, description="Ship the containers' logs to the Cockpit logs source (Grafana Alloy).")
 
+    # --- cluster (phase 2) ---------------------------------------------------------------
+    k8s_version: str = Field("1.32", pattern=r"^1\.\d{2}$", description="Kapsule Kubernetes minor version (patches come from auto-upgrade).")
+    k8s_cni: Literal["cilium", "calico"] = Field("cilium", description="Cluster network plugin (Cilium enforces NetworkPolicies).")
+    k8s_node_type: InstanceType = Field("DEV1-M", description="Node offer of the cluster's pool.")
+    k8s_pool_min_size: int = Field(1, ge=1, le=100, description="Fewest nodes the autoscaler keeps.")
+    k8s_pool_max_size: int = Field(3, ge=1, le=100, description="Most nodes the autoscaler may add.")
+    cluster_lb_type: LbType = Field("LB-S", description="Offer of the private LB the cloud controller creates for the api Service.")
+    api_replicas: int = Field(2, ge=1, le=100, description="Fewest api pods (HPA minimum); 2 keeps one during a node drain.")
+    api_max_replicas: int = Field(6, ge=1, le=200, description="Most api pods the HPA may run.")
+    api_cpu_target_percent: int = Field(70, ge=10, le=95, description="HPA CPU target of the api (the plan's 70% trigger).")
+    worker_replicas: int = Field(1, ge=0, le=100, description="Fewest worker pods.")
+    worker_max_replicas: int = Field(4, ge=1, le=200, description="Most worker pods.")
+    enable_keda: bool = Field(False, description="Scale workers on queue depth with KEDA (installed in the cluster beforehand); else an HPA on CPU.")
+    keda_messages_per_worker: int = Field(100, ge=1, le=100000, description="Queue messages per worker pod KEDA aims for.")
+
     # --- database ---------------------------------------------------------------------
     db_node_type: DbNodeType = Field("DB-DEV-S", description="Managed PostgreSQL 16 node offer.")
     db_enable_ha: bool = Field(False, description="High-availability (standby node) cluster.")
@@ -176,6 +191,10 @@ class EnvironmentConfig(BaseModel):
             raise ValueError("enable_https: needs enable_load_balancer: true (the certificate lives on the LB)")
         if self.cdn_custom_domain and not self.enable_cdn:
             raise ValueError("cdn_custom_domain: set enable_cdn: true to use it")
+        if self.k8s_pool_max_size < self.k8s_pool_min_size:
+            raise ValueError("k8s_pool_max_size: must be at least k8s_pool_min_size")
+        if self.api_max_replicas < self.api_replicas or self.worker_max_replicas < self.worker_replicas:
+            raise ValueError("api_max_replicas / worker_max_replicas: must be at least the matching *_replicas")
         if self.enable_bastion and self.bastion_port == 22:
             raise ValueError("bastion_port: 22 is reserved on the gateway; pick another")
         return self
@@ -185,6 +204,11 @@ class EnvironmentConfig(BaseModel):
         """A stopping worker may be inside a long poll and then a job: it gets both.
         Past the visibility timeout the job is redelivered anyway, so waiting longer is useless."""
         return self.visibility_timeout + self.receive_wait_time
+
+    @property
+    def worker_termination_grace_seconds(self) -> int:
+        """A worker pod's grace: its stop timeout plus a margin for the container runtime."""
+        return self.worker_stop_timeout_seconds + 30
 
     @property
     def api_hostname(self) -> Optional[str]:

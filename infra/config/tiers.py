@@ -22,6 +22,10 @@ TIER_PRESETS: dict[str, dict[str, object]] = {
         "redis_instance_type": "DEV1-M",
         "enable_cdn": True,
         "enable_bastion": True,
+        "k8s_node_type": "PRO2-XXS",
+        "k8s_pool_min_size": 2,
+        "k8s_pool_max_size": 4,
+        "api_max_replicas": 8,
     },
     # ~€600–800/month: production-grade offers, a read replica, managed Redis.
     "scale": {
@@ -43,6 +47,14 @@ TIER_PRESETS: dict[str, dict[str, object]] = {
         "public_gateway_type": "VPC-GW-M",
         "db_backup_retention_days": 14,
         "logs_retention_days": 31,
+        "k8s_node_type": "PRO2-XS",
+        "k8s_pool_min_size": 3,
+        "k8s_pool_max_size": 8,
+        "cluster_lb_type": "LB-GP-M",
+        "api_replicas": 3,
+        "api_max_replicas": 12,
+        "worker_replicas": 2,
+        "worker_max_replicas": 10,
     },
 }
 

@@ -23,7 +23,6 @@ class Edge(Construct):
         super().__init__(scope, id_)
         lb_module = scaleway("lb")
         lb_ip = scaleway("lb_ip")
-        backend = scaleway("lb_backend")
         frontend = scaleway("lb_frontend")
         tags = config.tags("edge")
 
@@ -38,26 +37,9 @@ class Edge(Construct):
             private_network=[lb_module.LbPrivateNetwork(private_network_id=network.private_network.id)],
             tags=tags,
         )
-        # Health check and timeouts chosen for clean draining: a server failing
-        # /health twice (2 × 5 s) is marked down; open sessions are then closed so
-        # clients retry on a healthy server instead of waiting on a dead one.
-        self.instance_backend = backend.LbBackend(
-            self,
-            "instance_backend",
-            lb_id=self.lb.id,
-            name="instances",
-            forward_protocol="http",
-            forward_port=APP_PORT,
-            server_ips=[],  # phase 1 fills it with the API instances' private IPs
-            health_check_http=backend.LbBackendHealthCheckHttp(uri=HEALTH_PATH, code=200),
-            health_check_delay="5s",
-            health_check_timeout="3s",
-            health_check_max_retries=2,
-            on_marked_down_action="shutdown_sessions",
-            timeout_connect="5s",
-            timeout_server="60s",
-            proxy_protocol="none",
-        )
+        self.cluster_backend = None
+        # The API instances' private IPs are filled in by phase 1.
+        self.instance_backend = self._health_checked_backend("instance_backend", "instances", APP_PORT, [])
 
         if config.enable_https:
             certificate = scaleway("lb_certificate")
@@ -108,6 +90,36 @@ class Edge(Construct):
                 backend_id=self.instance_backend.id,
                 timeout_client="60s",
             )
+
+    def add_cluster_backend(self, *, address: str, port: int) -> None:
+        """Phase 2: a backend on the cluster's private LB (one stable, reserved address).
+
+        Attached to no frontend: it carries no production traffic until the cutover
+        switches the public frontend to it (or a preview route sends test traffic)."""
+        self.cluster_backend = self._health_checked_backend("cluster_backend", "cluster", port, [address])
+
+    def _health_checked_backend(self, id_: str, name: str, port: int, server_ips: list[str]):
+        """Health check and timeouts chosen for clean draining: a server failing /health
+        twice (2 × 5 s) is marked down; its open sessions are then closed so clients
+        retry on a healthy server instead of waiting on a dead one."""
+        backend = scaleway("lb_backend")
+        return backend.LbBackend(
+            self,
+            id_,
+            lb_id=self.lb.id,
+            name=name,
+            forward_protocol="http",
+            forward_port=port,
+            server_ips=server_ips,
+            health_check_http=backend.LbBackendHealthCheckHttp(uri=HEALTH_PATH, code=200),
+            health_check_delay="5s",
+            health_check_timeout="3s",
+            health_check_max_retries=2,
+            on_marked_down_action="shutdown_sessions",
+            timeout_connect="5s",
+            timeout_server="60s",
+            proxy_protocol="none",
+        )
 
     @property
     def public_frontend(self):

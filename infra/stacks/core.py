@@ -11,9 +11,10 @@ from cdktn_provider_random.provider import RandomProvider
 from constructs import Construct
 
 from infra.config import EnvironmentConfig
-from infra.contract import QUEUE_NAME
+from infra.contract import CLUSTER_INGRESS_PORT, QUEUE_NAME
 from infra.constructs.cache import Cache
 from infra.constructs.cdn import Cdn
+from infra.constructs.cluster import Cluster
 from infra.constructs.compute import Compute, ImageSource, LogShipping
 from infra.constructs.database import Database
 from infra.constructs.dns import Dns
@@ -76,6 +77,11 @@ class CoreStack(TerraformStack):
         if self.edge:
             # The LB sends traffic to the API instances' reserved addresses.
             self.edge.instance_backend.server_ips = [address.address for address in self.compute.api_addresses]
+        self.cluster = None
+        if config.phase == 2:
+            self.cluster = Cluster(self, "cluster", config=config, network=self.networking)
+            if self.edge:
+                self.edge.add_cluster_backend(address=self.cluster.ingress_address.address, port=CLUSTER_INGRESS_PORT)
         self.dns = None
         if config.domain:
             self.dns = Dns(self, "dns", config=config,
@@ -133,3 +139,17 @@ class CoreStack(TerraformStack):
         output("queue_secret_key", self.messaging.app_credentials.secret_key, "Queue secret key of the app.", sensitive=True)
         output("registry_pull_secret_key", self.registry.puller.api_key.secret_key, "Registry pull key.", sensitive=True)
         output("cockpit_push_token", self.observability.push_token.secret_key, "Cockpit push token.", sensitive=True)
+        output("private_network_id", self.networking.private_network.id, "Regional ID of the shared private network.")
+        # The workloads stack takes these as inputs (Secrets of the namespace).
+        output("paseto_access_key_value", self.secrets.values["paseto-access-key"], "PASETO access key.", sensitive=True)
+        output("paseto_refresh_key_value", self.secrets.values["paseto-refresh-key"], "PASETO refresh key.",
+               sensitive=True)
+        if self.cluster:
+            kubeconfig = self.cluster.cluster.kubeconfig.get(0)
+            output("cluster_id", self.cluster.cluster.id, "Regional ID of the Kapsule cluster.")
+            output("cluster_ingress_ip_id", self.cluster.ingress_address.id, "IPAM ID of the cluster's ingress address.")
+            output("kube_host", kubeconfig.host, "Kubernetes API URL.", sensitive=True)
+            output("kube_token", kubeconfig.token, "Kubernetes admin token.", sensitive=True)
+            output("kube_ca_certificate", kubeconfig.cluster_ca_certificate, "Cluster CA (base64).", sensitive=True)
+            if self.edge:
+                output("cluster_backend_id", self.edge.cluster_backend.id, "Zoned ID of the LB backend of the cluster.")

@@ -1,0 +1,64 @@
+"""`ciel k8s render`: the workloads as plain YAML, one file per object, stable order.
+
+For teams that deploy with GitOps. Secrets are rendered without their values (the keys
+and where the values live are annotated); identifiers that only exist once the core
+stack is applied come from its outputs when credentials are at hand, else are marked.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from infra.config import EnvironmentConfig
+from k8s.workloads import WorkloadInputs, build
+
+
+def unresolved(name: str) -> str:
+    return f"REPLACE-with-terraform-output-{name}"
+
+
+def gitops_inputs(config: EnvironmentConfig, outputs: dict[str, str] | None = None) -> WorkloadInputs:
+    """Inputs from the core stack's outputs where known; marked placeholders otherwise."""
+    outputs = outputs or {}
+
+    def get(name: str) -> str:
+        return str(outputs.get(name) or unresolved(name))
+
+    def bare(name: str) -> str:
+        value = outputs.get(name)
+        return str(value).split("/")[-1] if value else unresolved(name)
+
+    registry = outputs.get("registry_endpoint") or f"rg.{config.region}.scw.cloud/ciel-{config.name}"
+    return WorkloadInputs(
+        image=f"{registry}/{config.image_name}:{config.image_tag}",
+        registry_host=f"rg.{config.region}.scw.cloud",
+        private_network_id=bare("private_network_id"),
+        ingress_ip_id=bare("cluster_ingress_ip_id"),
+        s3_bucket=get("media_bucket"),
+        s3_public_endpoint=str(outputs.get("s3_public_endpoint") or f"https://s3.{config.region}.scw.cloud"),
+        queue_endpoint=str(outputs.get("queue_endpoint") or f"https://sqs.mnq.{config.region}.scaleway.com"),
+        queue_url=get("queue_url"),
+        secrets=None,
+        docker_config_json=None,
+    )
+
+
+def file_name(index: int, manifest: dict) -> str:
+    slug = re.sub(r"[^a-z0-9-]+", "-", manifest["metadata"]["name"].lower()).strip("-")
+    return f"{index:02d}-{manifest['kind'].lower()}-{slug}.yaml"
+
+
+def render(config: EnvironmentConfig, directory: Path, outputs: dict[str, str] | None = None) -> list[Path]:
+    """Write every object to `directory` (emptied of earlier renders first)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("[0-9][0-9]-*.yaml"):
+        old.unlink()
+    written = []
+    for index, manifest in enumerate(build(config, gitops_inputs(config, outputs)), start=1):
+        path = directory / file_name(index, manifest)
+        path.write_text(yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False))
+        written.append(path)
+    return written
