@@ -196,6 +196,17 @@ def cost(
         listing.add_row(line.item, line.offer, f"{line.quantity:g}", unit, f"{line.monthly:.2f}")
     listing.add_row("total", "", "", "", f"{total(lines):.2f}", style="bold")
     out.print(listing)
+    if config.phase == 1:
+        _, _, both = costs.both_phases_cost(env)
+        listed = {(line.item, line.offer) for line in lines}
+        added = Table(title="Added by phase 2 (the cluster beside the instances)")
+        for column in ("item", "offer", "qty", "€/month"):
+            added.add_column(column)
+        for line in both:
+            if (line.item, line.offer) not in listed:
+                added.add_row(line.item, line.offer, f"{line.quantity:g}", f"{line.monthly:.2f}")
+        out.print(added)
+        out.print(f"While both phases run: {total(both):.2f} €/month (phase 1 alone: {total(lines):.2f}).")
     out.print("Usage-priced, not included: " + "; ".join(f"{name} ({unit})" for name, unit in USAGE_PRICED))
     out.print(f"Price source: {table.source}")
     tiers = Table(title="The plan's tiers beside our figures (a bare environment at each tier)")

@@ -30,11 +30,21 @@ def _synthesized(config: EnvironmentConfig) -> dict:
 
 
 def environment_cost(env: str, config: EnvironmentConfig | None = None):
-    from infra.pricing import cost_lines, load_prices
+    from infra.pricing import cluster_lb_line, cost_lines, load_prices
 
     config = config or load_environment(env)
     table = load_prices()
-    return config, table, cost_lines(_synthesized(config), table)
+    lines = cost_lines(_synthesized(config), table)
+    if config.phase == 2:
+        lines.append(cluster_lb_line(config.cluster_lb_type, table))
+    return config, table, lines
+
+
+def both_phases_cost(env: str):
+    """What ENV costs while the cluster runs beside the instances (between phase 2 and the
+    cutover's retire step): its phase-1 lines plus the cluster's."""
+    config = load_environment(env)
+    return environment_cost(env, EnvironmentConfig(**{**config.model_dump(), "phase": 2}))
 
 
 def tier_figures(env: str) -> list[TierFigure]:

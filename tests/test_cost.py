@@ -105,3 +105,14 @@ def test_refresh_reads_the_catalog_through_the_sdk_and_cost_then_uses_it(monkeyp
     assert table.price("instance", "DEV1-S") == 7.3 and table.price("instance", "DEV1-M") == 14.45
     assert "product catalog" in table.source
     refreshed_price_file().unlink()
+
+
+def test_cost_shows_what_phase_2_adds_and_the_total_while_both_phases_run():
+    _, _, phase1 = costs.environment_cost("dev")
+    config, table, both = costs.both_phases_cost("dev")
+    added = [line for line in both if line not in phase1]
+    assert {line.item.split(" (")[0] for line in added} >= {"Kapsule nodes", "Kapsule control plane",
+                                                             "private LB of the api Service"}
+    assert total(both) == round(total(phase1) + sum(line.monthly for line in added), 2)
+    result = run_ciel("cost", "--env", "dev")
+    assert "Added by phase 2" in result.stdout and "While both phases run:" in result.stdout

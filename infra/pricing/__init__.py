@@ -112,12 +112,24 @@ def cost_lines(synthesized: dict, table: PriceTable) -> list[CostLine]:
     gateway_ips = _resources(synthesized, "scaleway_vpc_public_gateway_ip")
     if gateway_ips:
         lines.append(CostLine("public gateway IP", "flexible IP", len(gateway_ips), table.price("public_gateway_ip")))
+    for pool in _resources(synthesized, "scaleway_k8s_pool"):
+        lines.append(CostLine(f"Kapsule nodes (pool at its minimum, up to {pool.get('max_size', pool['size'])})",
+                              pool["node_type"], pool["size"], table.price("instance", pool["node_type"])))
+    for cluster in _resources(synthesized, "scaleway_k8s_cluster"):
+        lines.append(CostLine("Kapsule control plane", cluster.get("type", "kapsule"), 1,
+                              table.price("kubernetes_control_plane")))
     for plan in _resources(synthesized, "scaleway_edge_services_plan"):
         lines.append(CostLine("Edge Services (CDN) plan", plan["name"], 1, table.price("edge_services_plan", plan["name"])))
     secrets = _resources(synthesized, "scaleway_secret")
     if secrets:
         lines.append(CostLine("Secret Manager secrets", "version", len(secrets), table.price("secret_version")))
     return lines
+
+
+def cluster_lb_line(cluster_lb_type: str, table: PriceTable) -> CostLine:
+    """The private LB the cloud controller creates for the api Service (not in Terraform)."""
+    return CostLine("private LB of the api Service (cloud controller)", cluster_lb_type, 1,
+                    table.price("load_balancer", cluster_lb_type))
 
 
 def total(lines: list[CostLine]) -> float:

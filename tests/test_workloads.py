@@ -1,0 +1,146 @@
+"""The phase-2 workloads (k8s/): safety properties, schemas, and no secret in plain sight."""
+
+from __future__ import annotations
+
+import yaml
+import pytest
+import kubernetes_validate
+
+from k8s.render import gitops_inputs, render
+from k8s.terraform import TYPED_RESOURCES, provider_arguments
+from k8s.workloads import SECRET_KEYS, build
+from tests.conftest import config_for
+
+
+def objects_of(env: str, **overrides) -> dict[tuple[str, str], dict]:
+    config = config_for(env, **overrides)
+    return {(m["kind"], m["metadata"]["name"]): m for m in build(config, gitops_inputs(config))}
+
+
+def pod_spec(objects, name: str) -> dict:
+    return objects[("Deployment", name)]["spec"]["template"]["spec"]
+
+
+def test_api_has_readiness_and_liveness_on_health_and_rolls_without_unavailability():
+    objects = objects_of("dev")
+    container = pod_spec(objects, "api")["containers"][0]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": 8080}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": 8080}
+    strategy = objects[("Deployment", "api")]["spec"]["strategy"]["rollingUpdate"]
+    assert strategy == {"maxUnavailable": 0, "maxSurge": 1}
+    assert objects[("Deployment", "api")]["spec"]["replicas"] >= 2
+    spread = pod_spec(objects, "api")["topologySpreadConstraints"][0]
+    assert spread["topologyKey"] == "kubernetes.io/hostname" and spread["maxSkew"] == 1
+
+
+def test_worker_has_no_probe_that_could_kill_a_busy_worker_and_enough_grace_for_its_job():
+    config = config_for("dev")
+    worker = pod_spec(objects_of("dev"), "worker")
+    assert not {"livenessProbe", "readinessProbe", "startupProbe"} & set(worker["containers"][0])
+    assert worker["terminationGracePeriodSeconds"] >= config.visibility_timeout + config.receive_wait_time
+
+
+def test_both_deployments_have_a_disruption_budget_and_resource_requests():
+    objects = objects_of("prod")
+    for name in ("api", "worker"):
+        budget = objects[("PodDisruptionBudget", name)]["spec"]
+        assert budget["maxUnavailable"] == 1
+        assert budget["selector"]["matchLabels"] == objects[("Deployment", name)]["spec"]["selector"]["matchLabels"]
+        resources = pod_spec(objects, name)["containers"][0]["resources"]
+        assert resources["requests"]["cpu"] and resources["requests"]["memory"] and resources["limits"]["memory"]
+
+
+def test_api_scales_on_cpu_at_the_plans_seventy_percent():
+    hpa = objects_of("prod")[("HorizontalPodAutoscaler", "api")]["spec"]
+    assert hpa["metrics"][0]["resource"]["target"] == {"type": "Utilization", "averageUtilization": 70}
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 12)
+
+
+def test_without_keda_the_worker_falls_back_to_a_cpu_autoscaler():
+    objects = objects_of("dev")
+    assert ("HorizontalPodAutoscaler", "worker") in objects and ("ScaledObject", "worker") not in objects
+
+
+def test_with_keda_the_worker_scales_on_queue_depth_against_scaleway_queues():
+    objects = objects_of("dev", enable_keda=True)
+    assert ("HorizontalPodAutoscaler", "worker") not in objects
+    trigger = objects[("ScaledObject", "worker")]["spec"]["triggers"][0]
+    assert trigger["type"] == "aws-sqs-queue"
+    assert trigger["metadata"]["scaleOnInFlight"] == "false"
+    assert trigger["metadata"]["awsEndpoint"] == "https://sqs.mnq.fr-par.scaleway.com"
+    auth = objects[("TriggerAuthentication", "ciel-queue")]["spec"]["secretTargetRef"]
+    assert {ref["key"] for ref in auth} == {"QUEUE_ACCESS_KEY_ID", "QUEUE_SECRET_ACCESS_KEY"}
+
+
+def test_namespace_denies_everything_by_default_then_allows_only_what_the_app_needs():
+    objects = objects_of("dev")
+    deny = objects[("NetworkPolicy", "default-deny")]["spec"]
+    assert deny == {"podSelector": {}, "ingress": [], "egress": [], "policyTypes": ["Ingress", "Egress"]}
+    api_in = objects[("NetworkPolicy", "api-ingress")]["spec"]["ingress"]
+    assert [p["port"] for rule in api_in for p in rule["ports"]] == [8080]
+    egress = objects[("NetworkPolicy", "app-egress")]["spec"]["egress"]
+    ports = sorted(p["port"] for rule in egress for p in rule["ports"])
+    assert ports == [53, 53, 443, 5432, 6379]
+
+
+def test_the_api_service_is_a_private_lb_at_the_reserved_address():
+    config = config_for("dev")
+    outputs = {"private_network_id": "fr-par/11111111-1111-4111-8111-111111111111",
+               "cluster_ingress_ip_id": "fr-par/22222222-2222-4222-8222-222222222222"}
+    service = {(m["kind"], m["metadata"]["name"]): m for m in build(config, gitops_inputs(config, outputs))}[
+        ("Service", "api")]
+    annotations = service["metadata"]["annotations"]
+    prefix = "service.beta.kubernetes.io/scw-loadbalancer-"
+    assert annotations[f"{prefix}private"] == "true"
+    assert annotations[f"{prefix}pn-ids"] == "11111111-1111-4111-8111-111111111111"
+    assert annotations[f"{prefix}private-ip-ids"] == "22222222-2222-4222-8222-222222222222"
+    assert annotations[f"{prefix}health-check-http-uri"] == "/health"
+    assert service["spec"]["type"] == "LoadBalancer" and service["spec"]["ports"][0]["targetPort"] == 8080
+
+
+def test_no_secret_key_in_the_config_map():
+    data = objects_of("prod")[("ConfigMap", "ciel-config")]["data"]
+    assert not set(data) & set(SECRET_KEYS)
+    assert not any(word in key for key in data for word in ("SECRET", "PASSWORD", "TOKEN", "PASETO"))
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_rendered_yaml_validates_against_the_kubernetes_schemas_and_holds_no_secret(env, tmp_path):
+    config = config_for(env)
+    written = render(config, tmp_path)
+    assert [p.name for p in written] == sorted(p.name for p in written)  # stable, ordered names
+    for path in written:
+        manifest = yaml.safe_load(path.read_text())
+        if manifest["kind"] in TYPED_RESOURCES:
+            kubernetes_validate.validate(manifest, config.k8s_version, strict=True)
+        if manifest["kind"] == "Secret":
+            assert "data" not in manifest and "stringData" not in manifest
+    text = "\n".join(p.read_text() for p in written)
+    for marker in ("postgresql://", "redis://", "rediss://", "password", "dockerconfigjson\":"):
+        assert marker not in text
+
+
+def test_render_is_deterministic(tmp_path):
+    first = {p.name: p.read_text() for p in render(config_for("prod"), tmp_path / "a")}
+    second = {p.name: p.read_text() for p in render(config_for("prod"), tmp_path / "b")}
+    assert first == second
+
+
+def test_the_schema_validation_catches_a_broken_manifest():
+    broken = objects_of("dev")[("Deployment", "api")]
+    broken = {**broken, "spec": {**broken["spec"], "replicas": "two"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, "1.32", strict=True)
+
+
+def test_manifests_translate_to_the_providers_blocks():
+    deployment = provider_arguments(objects_of("dev")[("Deployment", "api")])
+    container = deployment["spec"][0]["template"][0]["spec"][0]["container"][0]
+    assert container["port"] == [{"name": "http", "container_port": 8080, "protocol": "TCP"}]
+    assert container["resources"][0]["requests"] == {"cpu": "250m", "memory": "256Mi"}
+    assert container["readiness_probe"][0]["http_get"][0] == {"path": "/health", "port": 8080}
+    assert deployment["spec"][0]["selector"][0]["match_labels"]["app.kubernetes.io/component"] == "api"
+    service = provider_arguments(objects_of("dev")[("Service", "api")])
+    assert service["spec"][0]["selector"] == {"app.kubernetes.io/name": "ciel", "app.kubernetes.io/component": "api"}
+    policy = provider_arguments(objects_of("dev")[("NetworkPolicy", "api-ingress")])
+    assert policy["spec"][0]["ingress"][0]["ports"] == [{"port": 8080, "protocol": "TCP"}]
