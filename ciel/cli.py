@@ -129,13 +129,62 @@ def deploy_phase2(
         out.print("[bold yellow]OFFLINE: nothing was applied[/bold yellow] and the environment's phase is unchanged.")
 
 
-@migrate_app.command("cutover")
-def migrate_cutover(env: str = EnvOption) -> None:
-    """Move traffic and workers from instances to the cluster, with rollback at every step (not built yet)."""
-    from infra.config import load_environment
+@migrate_app.command("plan")
+def migrate_plan(env: str = EnvOption) -> None:
+    """Print every API call and check of ENV's cutover, in order, with its thresholds.
+    Calls nothing; needs no credentials."""
+    from ciel.migration import plan_lines
 
-    load_environment(env)
-    raise CielError("`migrate cutover` is not built yet: it needs phase 2 first. Nothing was changed.")
+    for line in plan_lines(env):
+        out.print(line, highlight=False, markup=False)
+
+
+@migrate_app.command("cutover")
+def migrate_cutover(
+    env: str = EnvOption,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Retire (delete) the instances at the end without asking."),
+    engine: Optional[str] = EngineOption,
+) -> None:
+    """Move traffic and workers from the instances to the cluster, step by step.
+
+    preflight → preview (test traffic on a preview host) → switch (production to the
+    cluster) → bake (watched; a failed check rolls back by itself) → drain (cluster
+    workers up, instance workers stopped gracefully, API instances stopped) → retire
+    (asks, then deletes the instances). Progress is saved after each step: rerun to
+    resume after a crash. `ciel migrate rollback` goes back from any step before retire.
+    """
+    from ciel.migration import live_cutover
+
+    cutover, target, thresholds = live_cutover(env, engine_choice=engine, log=lambda line: err.print(
+        line, highlight=False, markup=False), confirm_retire=lambda q: yes or typer.confirm(q, default=False))
+    record = cutover.run(env, target, thresholds)
+    out.print(f"{env}: cutover {record.state}.")
+
+
+@migrate_app.command("status")
+def migrate_status(env: str = EnvOption) -> None:
+    """Where ENV's cutover stands, and its recent history."""
+    from ciel.migration import status_lines
+
+    for line in status_lines(env):
+        out.print(line, highlight=False, markup=False)
+
+
+@migrate_app.command("rollback")
+def migrate_rollback(
+    env: str = EnvOption,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    engine: Optional[str] = EngineOption,
+) -> None:
+    """Put production and workers back on the instances, from any step before retire."""
+    from ciel.migration import live_cutover
+
+    if not yes and not typer.confirm(f"Move {env}'s traffic back to the instances?", default=False):
+        raise CielError("rollback not confirmed: nothing changed")
+    cutover, _, _ = live_cutover(env, engine_choice=engine, log=lambda line: err.print(
+        line, highlight=False, markup=False), confirm_retire=lambda q: False)
+    record = cutover.rollback("requested by the operator")
+    out.print(f"{env}: {record.state}.")
 
 
 @state_app.command("bootstrap")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from ciel import credentials as creds
 from ciel import rollout, state_bucket
+from ciel.migration import refuse_if_cutover_in_progress
 from ciel.errors import CielError, UsageError
 from ciel.process import say
 from ciel.toolchain import bindings, engine as engines, node
@@ -76,6 +77,7 @@ def deploy_phase1(
     if provider_source not in PROVIDER_SOURCES:
         raise UsageError(f"unknown provider source {provider_source!r}: choose one of {', '.join(PROVIDER_SOURCES)}")
     config = load_config(env, image_tag)  # bad --env, config or tag: stops here
+    refuse_if_cutover_in_progress(env)
     credentials = creds.detect(force_offline)
     engine = engines.select(engine_choice)
     bindings.ensure_importable()

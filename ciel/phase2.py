@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from ciel import credentials as creds
 from ciel import state_bucket
+from ciel.migration import refuse_if_cutover_in_progress
 from ciel.errors import CielError, UsageError
 from ciel.process import say
 from ciel.toolchain import bindings, engine as engines, node
@@ -91,6 +92,7 @@ def deploy_phase2(
     if provider_source not in PROVIDER_SOURCES:
         raise UsageError(f"unknown provider source {provider_source!r}: choose one of {', '.join(PROVIDER_SOURCES)}")
     current = load_environment(env)
+    refuse_if_cutover_in_progress(env)
     config = EnvironmentConfig(**{**current.model_dump(), "phase": 2})
     credentials = creds.detect(force_offline)
     engine = engines.select(engine_choice)

@@ -60,20 +60,26 @@ def load_environment(name: str, directory: Path | None = None) -> EnvironmentCon
         raise UsageError(f"{_display(path)}: {problems}") from None
 
 
-def record_phase(name: str, phase: int, directory: Path | None = None) -> Path:
-    """Record the environment's phase in its file, keeping every other line (and comment).
-
-    The phase is a persistent property of the environment: the next deploy reads it."""
+def record_settings(name: str, directory: Path | None = None, **settings: object) -> Path:
+    """Record settings that the tool itself decides (the phase, where traffic goes) in the
+    environment's file, keeping every other line and comment. They are persistent
+    properties of the environment: the next deploy reads them."""
     directory = directory or environments_dir()
     path = directory / f"{name}.yaml"
     lines = path.read_text().splitlines()
-    entry = f"phase: {phase}  # recorded by ciel"
-    for index, line in enumerate(lines):
-        if line.startswith("phase:"):
-            lines[index] = entry
-            break
-    else:
-        lines.append(entry)
+    for key, value in settings.items():
+        rendered = str(value).lower() if isinstance(value, bool) else str(value)
+        entry = f"{key}: {rendered}  # recorded by ciel"
+        for index, line in enumerate(lines):
+            if line.startswith(f"{key}:"):
+                lines[index] = entry
+                break
+        else:
+            lines.append(entry)
     path.write_text("\n".join(lines) + "\n")
     load_environment(name, directory)  # the file must still be valid
     return path
+
+
+def record_phase(name: str, phase: int, directory: Path | None = None) -> Path:
+    return record_settings(name, directory, phase=phase)

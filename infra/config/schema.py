@@ -83,6 +83,15 @@ class EnvironmentConfig(BaseModel):
     image_tag: str = Field("latest", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
                            description="Image tag to run; pin a version outside dev (`ciel deploy phase1 --image-tag`).")
     phase: Literal[1, 2] = Field(1, description="1: instances serve; 2: a Kapsule cluster runs beside them (set by `ciel deploy phase2`).")
+    traffic: Literal["instances", "cluster"] = Field("instances", description="Backend of the public frontends (set by `ciel migrate cutover`).")
+    instances_retired: bool = Field(False, description="Phase-1 instances deleted after a finished cutover (set by its retire step).")
+
+    # --- the cutover's thresholds -------------------------------------------------------
+    cutover_bake_seconds: int = Field(600, ge=0, le=86400, description="How long production runs on the cluster, watched, before draining the instances.")
+    cutover_probe_requests: int = Field(50, ge=5, le=10000, description="HTTP probes per check (preview host, then public frontend).")
+    cutover_min_success_ratio: float = Field(0.995, ge=0.5, le=1.0, description="Share of probes that must succeed.")
+    cutover_max_p95_ms: int = Field(500, ge=10, le=60000, description="p95 latency the probes must stay under (the plan's 500 ms trigger).")
+    cutover_preview_host: Optional[str] = Field(None, description="Host header routed to the cluster during preview (default: preview-<api host> or preview.invalid).")
 
     # --- compute (phase 1) ------------------------------------------------------------
     api_instance_count: int = Field(1, ge=0, le=20, description="Instances running APP_MODE=api behind the load balancer.")
@@ -191,6 +200,10 @@ class EnvironmentConfig(BaseModel):
             raise ValueError("enable_https: needs enable_load_balancer: true (the certificate lives on the LB)")
         if self.cdn_custom_domain and not self.enable_cdn:
             raise ValueError("cdn_custom_domain: set enable_cdn: true to use it")
+        if self.traffic == "cluster" and self.phase != 2:
+            raise ValueError("traffic: cluster needs phase: 2 (run `ciel deploy phase2` first)")
+        if self.instances_retired and self.traffic != "cluster":
+            raise ValueError("instances_retired: only after the cutover moved traffic to the cluster")
         if self.k8s_pool_max_size < self.k8s_pool_min_size:
             raise ValueError("k8s_pool_max_size: must be at least k8s_pool_min_size")
         if self.api_max_replicas < self.api_replicas or self.worker_max_replicas < self.worker_replicas:
@@ -209,6 +222,12 @@ class EnvironmentConfig(BaseModel):
     def worker_termination_grace_seconds(self) -> int:
         """A worker pod's grace: its stop timeout plus a margin for the container runtime."""
         return self.worker_stop_timeout_seconds + 30
+
+    @property
+    def preview_host(self) -> str:
+        if self.cutover_preview_host:
+            return self.cutover_preview_host
+        return f"preview-{self.api_hostname}" if self.api_hostname else "preview.invalid"
 
     @property
     def api_hostname(self) -> Optional[str]:

@@ -122,6 +122,14 @@ class Edge(Construct):
         )
 
     @property
+    def frontends(self) -> list:
+        return [f for f in (self.https_frontend, self.http_frontend) if f is not None]
+
+    def route_public_traffic_to(self, backend) -> None:
+        for frontend in self.frontends:
+            frontend.backend_id = backend.id
+
+    @property
     def public_frontend(self):
         """The frontend that carries production traffic (what the cutover switches)."""
         return self.https_frontend or self.http_frontend

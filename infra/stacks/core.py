@@ -82,6 +82,9 @@ class CoreStack(TerraformStack):
             self.cluster = Cluster(self, "cluster", config=config, network=self.networking)
             if self.edge:
                 self.edge.add_cluster_backend(address=self.cluster.ingress_address.address, port=CLUSTER_INGRESS_PORT)
+                if config.traffic == "cluster":
+                    # Recorded by the cutover: declare what it did, so the next apply changes nothing.
+                    self.edge.route_public_traffic_to(self.edge.cluster_backend)
         self.dns = None
         if config.domain:
             self.dns = Dns(self, "dns", config=config,
@@ -153,3 +156,8 @@ class CoreStack(TerraformStack):
             output("kube_ca_certificate", kubeconfig.cluster_ca_certificate, "Cluster CA (base64).", sensitive=True)
             if self.edge:
                 output("cluster_backend_id", self.edge.cluster_backend.id, "Zoned ID of the LB backend of the cluster.")
+        if self.edge:
+            output("public_frontend_ids", [f.id for f in self.edge.frontends], "Zoned IDs of the public frontends.")
+        output("api_server_ids", [s.id for s in self.compute.api_servers], "Zoned IDs of the API instances.")
+        output("api_addresses", [a.address for a in self.compute.api_addresses], "Private IPs of the API instances.")
+        output("worker_server_ids", [s.id for s in self.compute.worker_servers], "Zoned IDs of the worker instances.")

@@ -1,0 +1,188 @@
+"""`ciel migrate ...`: wiring the cutover (migrate/) to an environment.
+
+Targets come from the core stack's outputs (live) or from placeholders (the plan). The
+Scaleway side goes through the official SDK (SCW_API_URL redirects it, e.g. to a local
+fake), the cluster side through the official kubernetes client.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from ciel import credentials as creds
+from ciel.errors import CielError, UsageError
+from infra.config import EnvironmentConfig, load_environment
+from infra.config.loader import record_settings
+from migrate.engine import Cutover
+from migrate.model import Status, Target, Thresholds
+from migrate.store import CutoverStore, MemoryStore
+
+# The LB's health check marks a server down after 2 × 5 s; its server timeout is 60 s.
+LB_SERVER_TIMEOUT_SECONDS = 60
+
+
+def thresholds_for(config: EnvironmentConfig) -> Thresholds:
+    return Thresholds(
+        probe_requests=config.cutover_probe_requests,
+        min_success_ratio=config.cutover_min_success_ratio,
+        max_p95_ms=config.cutover_max_p95_ms,
+        bake_seconds=config.cutover_bake_seconds,
+        bake_check_interval=30.0,
+        in_flight_seconds=LB_SERVER_TIMEOUT_SECONDS + 10,
+        worker_stop_seconds=config.worker_stop_timeout_seconds,
+        worker_replicas=max(config.worker_replicas, 1),
+        wait_timeout=600.0,
+    )
+
+
+def _bare(zoned_id: str) -> str:
+    return str(zoned_id).split("/")[-1]
+
+
+def target_from_outputs(config: EnvironmentConfig, outputs: dict) -> Target:
+    needed = ("lb_id", "lb_ip", "public_frontend_ids", "instance_backend_id", "cluster_backend_id", "api_server_ids",
+              "worker_server_ids")
+    missing = [name for name in needed if name not in outputs]
+    if missing:
+        raise CielError(f"the core stack lacks {', '.join(missing)}: run `ciel deploy phase2 --env {config.name}` first")
+    zone = str(outputs["lb_id"]).split("/")[0]
+    return Target(
+        zone=zone, lb_id=_bare(outputs["lb_id"]), lb_address=str(outputs["lb_ip"]), public_host=config.api_hostname,
+        preview_host=config.preview_host, frontend_ids=[_bare(f) for f in outputs["public_frontend_ids"]],
+        instance_backend_id=_bare(outputs["instance_backend_id"]),
+        cluster_backend_id=_bare(outputs["cluster_backend_id"]),
+        instance_ips=[str(ip) for ip in outputs.get("api_addresses", [])],
+        api_server_ids=[_bare(s) for s in outputs["api_server_ids"]],
+        worker_server_ids=[_bare(s) for s in outputs["worker_server_ids"]],
+    )
+
+
+def placeholder_target(config: EnvironmentConfig) -> Target:
+    frontends = ["<https frontend>", "<http frontend>"] if config.enable_https else ["<http frontend>"]
+    return Target(
+        zone=config.zone, lb_id="<lb>", lb_address="<lb ip>", public_host=config.api_hostname,
+        preview_host=config.preview_host, frontend_ids=frontends, instance_backend_id="<instances backend>",
+        cluster_backend_id="<cluster backend>",
+        instance_ips=[f"<api-{i} address>" for i in range(config.api_instance_count)],
+        api_server_ids=[f"<api-{i}>" for i in range(config.api_instance_count)],
+        worker_server_ids=[f"<worker-{i}>" for i in range(config.worker_instance_count)],
+    )
+
+
+def check_ready_for_cutover(config: EnvironmentConfig) -> None:
+    if config.phase != 2:
+        raise UsageError(f"{config.name} is in phase {config.phase}: run `ciel deploy phase2 --env {config.name}` first")
+    if config.instances_retired:
+        raise UsageError(f"{config.name} already finished its cutover: traffic is on the cluster, instances retired")
+    if not config.enable_load_balancer:
+        raise UsageError("the cutover moves the shared load balancer's traffic: enable_load_balancer is false")
+
+
+def plan_lines(env: str) -> list[str]:
+    """Every call and check of a cutover of `env`, in order; nothing is called."""
+    from migrate.planning import (PlanClock, RecordingCluster, RecordingInstances, RecordingLoadBalancer,
+                                  RecordingProber)
+
+    config = load_environment(env)
+    target = placeholder_target(config)
+    thresholds = thresholds_for(config)
+    lines: list[str] = [
+        f"Cutover plan for {env}: production on {target.frontend_ids} moves from the instances' backend to the "
+        f"cluster's; preview host {target.preview_host}.",
+        f"Thresholds: probes {thresholds.probe_requests} per check, success ≥ {thresholds.min_success_ratio:.1%}, "
+        f"p95 ≤ {thresholds.max_p95_ms} ms; bake {thresholds.bake_seconds:.0f}s (a check every "
+        f"{thresholds.bake_check_interval:.0f}s); in-flight window {thresholds.in_flight_seconds:.0f}s; worker stop "
+        f"{thresholds.worker_stop_seconds:.0f}s. 'No data' never promotes; a failed check after the switch rolls back.",
+    ]
+    clock = PlanClock(lines.append)
+    cutover = Cutover(MemoryStore(env), lb=RecordingLoadBalancer(lines.append, target),
+                      instances=RecordingInstances(lines.append), cluster=RecordingCluster(lines.append),
+                      prober=RecordingProber(lines.append), log=lines.append,
+                      confirm_retire=lambda question: lines.append(f"  ASK: {question}") or True,
+                      retire=lambda: lines.append(f"  record in infra/environments/{env}.yaml: traffic: cluster, "
+                                                  "instances_retired: true; then `ciel deploy phase1` deletes the "
+                                                  "instances (plan shown, confirmation asked)"),
+                      clock=clock.time, sleep=clock.sleep)
+    cutover.run(env, target, thresholds)
+    lines.append("Rollback (from any state before retire): power the instances on, set the instance backend's "
+                 "servers back, wait for a passing health check, point every frontend at the instances, remove the "
+                 "preview route.")
+    return lines
+
+
+def status_lines(env: str) -> list[str]:
+    record = CutoverStore(env).load()
+    if record is None:
+        return [f"{env}: no cutover recorded (traffic: {load_environment(env).traffic})"]
+    lines = [f"{env}: {record.state}" + (f" (current step: {record.current})" if record.current else "")
+             + (f"; rolled back because: {record.rollback_reason}" if record.rollback_reason else "")]
+    lines += [f"  {entry['event']}" for entry in record.history[-15:]]
+    return lines
+
+
+def refuse_if_cutover_in_progress(env: str) -> None:
+    """Deploys must not fight a cutover in flight (they would move the frontends back)."""
+    record = CutoverStore(env).load()
+    retiring = record is not None and record.current == "retire"  # retire itself applies the core stack
+    if record and record.status in (Status.IN_PROGRESS.value, Status.ROLLING_BACK.value) and record.completed \
+            and not retiring:
+        raise CielError(f"a cutover of {env} is in progress (state {record.state}): finish it "
+                        f"(`ciel migrate cutover --env {env}`) or roll it back (`ciel migrate rollback --env {env}`)")
+
+
+def live_cutover(env: str, *, confirm_retire: Callable[[str], bool], log: Callable[[str], None],
+                 engine_choice: str | None = None, after_step=None) -> tuple[Cutover, Target, Thresholds]:
+    """A cutover wired to the real APIs, from the core stack's outputs."""
+    from scaleway import Client
+
+    from ciel.deploy import deploy_phase1
+    from migrate.cluster import ClusterSide
+    from migrate.instances import Instances
+    from migrate.loadbalancer import LoadBalancer
+    from migrate.probes import HttpProber
+
+    config = load_environment(env)
+    check_ready_for_cutover(config)
+    found = creds.detect()
+    if not found.live:
+        raise UsageError("the cutover changes the live load balancer: it needs Scaleway credentials. "
+                         f"`ciel migrate plan --env {env}` shows every call without them")
+    outputs = core_outputs(env, found, engine_choice)
+    target = target_from_outputs(config, outputs)
+    keys = found.engine_env
+    client = Client(access_key=keys["SCW_ACCESS_KEY"], secret_key=keys["SCW_SECRET_KEY"],
+                    default_project_id=keys["SCW_DEFAULT_PROJECT_ID"], default_zone=target.zone,
+                    default_region=config.region, api_url=os.environ.get("SCW_API_URL", "https://api.scaleway.com"))
+    ca_file = Path(tempfile.mkdtemp(prefix="ciel-kube-")) / "ca.pem"
+    ca_file.write_bytes(base64.b64decode(str(outputs["kube_ca_certificate"])))
+    cluster = ClusterSide.connect(str(outputs["kube_host"]), str(outputs["kube_token"]), str(ca_file), log=log)
+
+    def retire() -> None:
+        record_settings(env, traffic="cluster", instances_retired=True)
+        deploy_phase1(env, engine_choice=engine_choice, auto_approve=True)  # deletes the instances only
+
+    cutover = Cutover(CutoverStore(env), lb=LoadBalancer(client, target.zone, target.lb_id, log=log),
+                      instances=Instances(client, target.zone, log=log), cluster=cluster,
+                      prober=HttpProber(target.lb_address), log=log, confirm_retire=confirm_retire, retire=retire,
+                      after_step=after_step)
+    return cutover, target, thresholds_for(config)
+
+
+def core_outputs(env: str, found: creds.Credentials, engine_choice: str | None) -> dict:
+    """The core stack's outputs from its remote state (sensitive ones included: they stay
+    in this process)."""
+    from ciel.toolchain import bindings, engine as engines
+    from ciel.workspace import StackWorkspace
+    from infra.app import synthesize
+    from infra.state import RemoteState
+
+    config = load_environment(env)
+    bindings.ensure_importable()
+    core = synthesize(config, remote_state=RemoteState.for_project(found.project_id, config.region))
+    workspace = StackWorkspace(engines.select(engine_choice), core.directory, found)
+    workspace.init()
+    return workspace.outputs(include_sensitive=True)
