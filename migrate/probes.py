@@ -25,8 +25,10 @@ class ProbeResult:
 
     def verdict(self, thresholds: Thresholds) -> str:
         """"ok", "failed" or "no data"."""
-        if not self.sent or self.p95_ms is None:
+        if not self.sent:
             return "no data"
+        if self.succeeded == 0 or self.p95_ms is None:
+            return "failed"
         if self.ratio < thresholds.min_success_ratio or self.p95_ms > thresholds.max_p95_ms:
             return "failed"
         return "ok"

@@ -120,6 +120,8 @@ def switch(ctx: Context) -> None:
     if ctx.record.switched_at is None:
         ctx.record.switched_at = ctx.clock()
     production_checks(ctx)
+    # Production now goes where the preview went: the route has served its purpose.
+    ctx.lb.remove_host_route(ctx.target.frontend_ids[0], ctx.target.preview_host)
 
 
 def bake(ctx: Context) -> None:
@@ -144,7 +146,8 @@ def drain(ctx: Context) -> None:
         ctx.instances.power_off(server)  # SIGTERM; the job in hand finishes within the stop timeout
     for server in ctx.target.worker_server_ids:
         try:
-            ctx.instances.wait_state(server, "stopped", ctx.thresholds.worker_stop_seconds + 60)
+            ctx.instances.wait_state(server, "stopped",
+                                     ctx.thresholds.worker_stop_seconds + min(60.0, ctx.thresholds.wait_timeout))
         except CielError as error:
             raise StepFailed(f"worker instance never drained: {error}") from None
     # The API instances get no new requests since the switch; let the longest one end.

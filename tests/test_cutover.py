@@ -1,0 +1,308 @@
+"""The cutover against a local fake of the Scaleway LB and Instance APIs (through the real
+SDK) and of the Kubernetes API (through the real client), with real HTTP traffic through
+a real proxy that routes like the load balancer, and faults injected.
+
+Checked everywhere: every public frontend routes to a backend with a passing server (the
+fake watches it on every API call and every health change), and on the happy path not
+one request fails.
+"""
+
+from __future__ import annotations
+
+import pytest
+from scaleway import Client
+from scaleway_core.api import ScalewayException
+
+from ciel.errors import CielError
+from infra.config import load_environment
+from migrate.cluster import ClusterSide
+from migrate.engine import Cutover
+from migrate.instances import Instances
+from migrate.loadbalancer import LoadBalancer
+from migrate.model import FORWARD, Status, Target, Thresholds
+from migrate.probes import HttpProber
+from migrate.resilience import RetryPolicy
+from migrate.steps import StepFailed
+from migrate.store import CutoverStore
+from tests.conftest import of_type, run_ciel, synth_core
+from tests.fakes.kube_api import KubeApi
+from tests.fakes.scaleway_world import ZONE, Traffic, World
+
+ENV = "qa"
+API_HOST = "api.qa.test"
+PREVIEW_HOST = "preview.qa.test"
+
+
+class SimulatedCrash(BaseException):
+    """Like a kill: nothing catches it, nothing after it runs in that process."""
+
+
+@pytest.fixture
+def world():
+    world = World(api_ips=["10.0.0.11", "10.0.0.12"], cluster_ip="10.0.0.200", worker_count=1)
+    yield world
+    world.close()
+
+
+@pytest.fixture
+def kube():
+    kube = KubeApi({"api": 2, "worker": 1})
+    yield kube
+    kube.close()
+
+
+@pytest.fixture
+def qa_env(environments_dir):
+    (environments_dir / f"{ENV}.yaml").write_text(
+        "# QA: an environment in phase 2\ntier: mvp\nprivate_network_cidr: 10.0.0.0/24\nphase: 2\n"
+        "api_instance_count: 2\n")
+    return environments_dir / f"{ENV}.yaml"
+
+
+def target_of(world: World) -> Target:
+    frontends = sorted(world.frontends.values(), key=lambda f: f["name"] != "https")
+    return Target(
+        zone=ZONE, lb_id=world.lb_id, lb_address=world.proxy_address, public_host=API_HOST,
+        preview_host=PREVIEW_HOST, frontend_ids=[f["id"] for f in frontends],
+        instance_backend_id=world.backends["instances"]["id"], cluster_backend_id=world.backends["cluster"]["id"],
+        instance_ips=list(world.backends["instances"]["pool"]),
+        api_server_ids=[s.id for s in world.instances.values() if s.role == "api"],
+        worker_server_ids=[s.id for s in world.instances.values() if s.role == "worker"])
+
+
+THRESHOLDS = Thresholds(probe_requests=20, min_success_ratio=0.99, max_p95_ms=500, bake_seconds=0.6,
+                        bake_check_interval=0.2, in_flight_seconds=0.2, worker_stop_seconds=0.5, worker_replicas=2,
+                        wait_timeout=5.0)
+
+
+def make_cutover(world: World, kube: KubeApi, store_dir, *, after_step=None, confirm=True, log=None) -> Cutover:
+    from infra.config.loader import record_settings
+
+    client = Client(access_key="SCWABCDEFGHIJKLMNOPQ", secret_key="11111111-2222-4333-8444-555555555555",
+                    default_project_id="66666666-7777-4888-8999-000000000000", default_zone=ZONE,
+                    default_region="fr-par", api_url=world.api_url)
+    policy = RetryPolicy(attempts=5, first_delay=0.01, max_delay=0.05, timeout=5)
+    lines = log if log is not None else []
+    return Cutover(
+        CutoverStore(ENV, store_dir),
+        lb=LoadBalancer(client, ZONE, world.lb_id, log=lines.append, policy=policy, poll_seconds=0.02,
+                        wait_timeout=10),
+        instances=Instances(client, ZONE, log=lines.append, policy=policy, poll_seconds=0.02),
+        cluster=ClusterSide.connect(kube.url, "test-token", None, log=lines.append),
+        prober=HttpProber(world.proxy_address),
+        log=lines.append,
+        confirm_retire=lambda question: confirm,
+        retire=lambda: record_settings(ENV, traffic="cluster", instances_retired=True),
+        after_step=after_step)
+
+
+def assert_on_cluster(world: World, kube: KubeApi) -> None:
+    assert world.frontend_backend_name() == {"cluster"}
+    assert world.backends["instances"]["pool"] == []
+    assert {s.state for s in world.instances.values()} == {"stopped"}
+    assert kube.replicas["worker"] >= THRESHOLDS.worker_replicas and kube.ready["worker"] >= THRESHOLDS.worker_replicas
+    assert world.routes == {}
+
+
+def assert_on_instances(world: World) -> None:
+    assert world.frontend_backend_name() == {"instances"}
+    assert sorted(world.backends["instances"]["pool"]) == ["10.0.0.11", "10.0.0.12"]
+    assert {s.state for s in world.instances.values() if s.role == "api"} <= {"running", "starting"}
+    assert world.routes == {}
+
+
+def test_happy_path_moves_traffic_with_zero_failed_requests_and_records_it(world, kube, qa_env, tmp_path):
+    with Traffic(world.proxy_address, API_HOST) as traffic:
+        record = make_cutover(world, kube, tmp_path).run(ENV, target_of(world), THRESHOLDS)
+    assert record.status == Status.DONE.value and record.completed == [s.value for s in FORWARD]
+    assert_on_cluster(world, kube)
+    assert world.violations == []
+    assert traffic.failed == [] and traffic.ok > 50
+    assert traffic.served_by.get("instance") and traffic.served_by.get("cluster")
+    # The preview route existed before production moved, and is gone after.
+    assert ("POST", f"/lb/v1/zones/{ZONE}/routes") in world.calls
+    config = load_environment(ENV)
+    assert (config.traffic, config.instances_retired) == ("cluster", True)
+
+
+def test_after_the_cutover_the_configuration_matches_the_load_balancer(world, kube, qa_env, tmp_path):
+    """No drift: what the recorded configuration declares is what the LB now does."""
+    make_cutover(world, kube, tmp_path).run(ENV, target_of(world), THRESHOLDS)
+    stack = synth_core(ENV)
+    backends = {name: body for name, body in stack["resource"]["scaleway_lb_backend"].items()}
+    cluster_backend = next(name for name, body in backends.items() if body["name"] == "cluster")
+    for frontend in of_type(stack, "scaleway_lb_frontend"):
+        assert frontend["backend_id"] == f"${{scaleway_lb_backend.{cluster_backend}.id}}"
+    assert world.frontend_backend_name() == {"cluster"}
+    servers = [s["name"] for s in of_type(stack, "scaleway_instance_server")]
+    assert servers == [f"ciel-{ENV}-redis"]  # instances retired, the data layer kept
+
+
+@pytest.mark.parametrize("stop_after", [None] + [s.value for s in FORWARD if s.value != "retire"])
+def test_rollback_from_every_state_puts_everything_back_on_the_instances(world, kube, qa_env, tmp_path, stop_after):
+    cutover = make_cutover(world, kube, tmp_path)
+    if stop_after is None:
+        cutover.plan(ENV, target_of(world), THRESHOLDS)
+    else:
+        cutover.run(ENV, target_of(world), THRESHOLDS, stop_after=stop_after)
+    with Traffic(world.proxy_address, API_HOST) as traffic:
+        record = cutover.rollback("test")
+        world.wait_for_health()
+    assert record.status == Status.ROLLED_BACK.value
+    assert_on_instances(world)
+    assert world.violations == []
+    assert traffic.failed == []
+    assert load_environment(ENV).traffic == "instances"
+
+
+@pytest.mark.parametrize("crash_after", [s.value for s in FORWARD])
+def test_a_crash_after_any_step_resumes_to_the_same_final_state(world, kube, qa_env, tmp_path, crash_after):
+    def crash(step: str) -> None:
+        if step == crash_after:
+            raise SimulatedCrash(step)
+
+    with pytest.raises(SimulatedCrash):
+        make_cutover(world, kube, tmp_path, after_step=crash).run(ENV, target_of(world), THRESHOLDS)
+    assert CutoverStore(ENV, tmp_path).load().completed[-1] == crash_after
+    record = make_cutover(world, kube, tmp_path).run(ENV, target_of(world), THRESHOLDS)  # a new process, resuming
+    assert record.status == Status.DONE.value and record.completed == [s.value for s in FORWARD]
+    assert_on_cluster(world, kube)
+    assert world.violations == []
+    starts = [e["event"] for e in record.history if e["event"].endswith(": started")]
+    assert len(starts) == len(FORWARD)  # nothing done twice
+
+
+@pytest.mark.parametrize("crash_after", ["preview", "switch", "bake"])
+def test_a_crash_then_a_rollback_ends_on_the_instances(world, kube, qa_env, tmp_path, crash_after):
+    def crash(step: str) -> None:
+        if step == crash_after:
+            raise SimulatedCrash(step)
+
+    with pytest.raises(SimulatedCrash):
+        make_cutover(world, kube, tmp_path, after_step=crash).run(ENV, target_of(world), THRESHOLDS)
+    make_cutover(world, kube, tmp_path).rollback("after a crash")
+    world.wait_for_health()
+    assert_on_instances(world)
+    assert world.violations == []
+
+
+def test_api_errors_and_throttling_are_retried(world, kube, qa_env, tmp_path):
+    world.inject("PUT", r"/frontends/", 429, count=2)
+    world.inject("GET", r"/lbs/[^/]+$", 503, count=2)
+    world.inject("POST", r"/routes$", 502, count=1)
+    world.inject("GET", r"/backend-stats$", 500, count=1)
+    log: list[str] = []
+    with Traffic(world.proxy_address, API_HOST) as traffic:
+        record = make_cutover(world, kube, tmp_path, log=log).run(ENV, target_of(world), THRESHOLDS)
+    assert record.status == Status.DONE.value
+    assert sum("retry" in line for line in log) >= 6
+    assert all(fault["left"] == 0 for fault in world.faults)
+    assert world.violations == [] and traffic.failed == []
+
+
+def test_a_change_while_the_lb_is_pending_is_refused_by_the_fake(world):
+    """The fake enforces what the engine must respect: wait, change, wait."""
+    client = Client(access_key="SCWABCDEFGHIJKLMNOPQ", secret_key="11111111-2222-4333-8444-555555555555",
+                    default_zone=ZONE, api_url=world.api_url)
+    lb = LoadBalancer(client, ZONE, world.lb_id, log=lambda line: None,
+                      policy=RetryPolicy(attempts=1, first_delay=0.01, timeout=5))
+    lb.set_backend_servers(world.backends["cluster"]["id"], ["10.0.0.200", "10.0.0.11"])  # waits: fine
+    world.status, world.pending_left = "pending", 5
+    with pytest.raises(ScalewayException) as refused:
+        lb.api.set_backend_servers(zone=ZONE, backend_id=world.backends["cluster"]["id"], server_ip=["10.0.0.200"])
+    assert refused.value.status_code == 409
+
+
+def test_a_non_retryable_error_fails_at_once(world, kube, qa_env, tmp_path):
+    world.inject("GET", r"/lbs/[^/]+$", 403, count=10)
+    with pytest.raises(CielError, match="HTTP 403"):
+        make_cutover(world, kube, tmp_path).run(ENV, target_of(world), THRESHOLDS)
+    assert sum(1 for method, path in world.calls if path.endswith(world.lb_id)) == 1
+
+
+def test_cluster_backend_turning_unhealthy_during_bake_rolls_back_by_itself(world, kube, qa_env, tmp_path):
+    def break_cluster(step: str) -> None:
+        if step == "switch":
+            world.cluster_app.up = False  # the cluster starts failing /health
+
+    with pytest.raises(CielError, match="rolled back during bake"):
+        make_cutover(world, kube, tmp_path, after_step=break_cluster).run(ENV, target_of(world), THRESHOLDS)
+    record = CutoverStore(ENV, tmp_path).load()
+    assert record.status == Status.ROLLED_BACK.value
+    assert "cluster backend" in record.rollback_reason or "probes failed" in record.rollback_reason
+    assert_on_instances(world)
+    assert load_environment(ENV).traffic == "instances"
+
+
+def test_an_instance_that_never_drains_stops_the_run_and_can_be_rolled_back(world, kube, qa_env, tmp_path):
+    for server in world.instances.values():
+        if server.role == "worker":
+            server.stop_seconds = None  # hangs in "stopping"
+    cutover = make_cutover(world, kube, tmp_path)
+    with pytest.raises(StepFailed, match="never drained"):
+        cutover.run(ENV, target_of(world), THRESHOLDS)
+    record = CutoverStore(ENV, tmp_path).load()
+    assert record.current == "drain" and "drain" not in record.completed
+    assert world.frontend_backend_name() == {"cluster"}  # production stays where it was healthy
+    assert world.violations == []
+    cutover.rollback("worker stuck")
+    world.wait_for_health()
+    assert_on_instances(world)
+
+
+def test_preflight_refuses_when_the_cluster_is_not_healthy_and_changes_nothing(world, kube, qa_env, tmp_path):
+    world.cluster_app.up = False
+    world.wait_for_health()
+    import time
+
+    time.sleep(0.3)
+    calls_before = [c for c in world.calls if c[0] != "GET"]
+    with pytest.raises(StepFailed, match="cluster backend is failed"):
+        make_cutover(world, kube, tmp_path).run(ENV, target_of(world), THRESHOLDS)
+    assert [c for c in world.calls if c[0] != "GET"] == calls_before  # not one change
+    assert world.frontend_backend_name() == {"instances"}
+
+
+def test_preflight_refuses_when_a_deployment_is_not_ready(world, kube, qa_env, tmp_path):
+    kube.ready["api"] = 1
+    with pytest.raises(StepFailed, match="deployment api is not ready"):
+        make_cutover(world, kube, tmp_path).run(ENV, target_of(world), THRESHOLDS)
+    assert world.frontend_backend_name() == {"instances"}
+
+
+def test_two_runs_cannot_interleave(world, kube, qa_env, tmp_path):
+    store = CutoverStore(ENV, tmp_path)
+    with store.lock():
+        with pytest.raises(CielError, match="holds the lock"):
+            make_cutover(world, kube, tmp_path).run(ENV, target_of(world), THRESHOLDS)
+
+
+def test_retire_asks_first_and_a_no_keeps_the_instances(world, kube, qa_env, tmp_path):
+    with pytest.raises(CielError, match="retire not confirmed"):
+        make_cutover(world, kube, tmp_path, confirm=False).run(ENV, target_of(world), THRESHOLDS)
+    record = CutoverStore(ENV, tmp_path).load()
+    assert record.completed[-1] == "drain" and record.status == Status.IN_PROGRESS.value
+    assert load_environment(ENV).instances_retired is False
+    assert make_cutover(world, kube, tmp_path).run(ENV, target_of(world), THRESHOLDS).status == Status.DONE.value
+
+
+def test_deploys_refuse_to_run_while_a_cutover_is_half_way(world, kube, qa_env, tmp_path, monkeypatch):
+    from ciel import deploy, paths
+
+    monkeypatch.setenv("CIEL_WORK_DIR", str(tmp_path))
+    make_cutover(world, kube, paths.work_dir() / "cutover").run(ENV, target_of(world), THRESHOLDS,
+                                                                  stop_after="switch")
+    with pytest.raises(CielError, match="a cutover of qa is in progress"):
+        deploy.deploy_phase1(ENV)
+
+
+def test_migrate_plan_prints_the_ordered_calls_and_thresholds_without_credentials():
+    result = run_ciel("migrate", "plan", "--env", "prod")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    order = [text.index(marker) for marker in ("preflight: started", "POST route", "PUT frontend <https frontend>",
+                                               "bake: started", "action=poweroff", "ASK: Retire", "done:")]
+    assert order == sorted(order)
+    for threshold in ("success ≥ 99.5%", "p95 ≤ 500 ms", "bake 600s", "'No data' never promotes"):
+        assert threshold in text
+    assert "Rollback" in text
