@@ -306,3 +306,25 @@ def test_migrate_plan_prints_the_ordered_calls_and_thresholds_without_credential
     for threshold in ("success ≥ 99.5%", "p95 ≤ 500 ms", "bake 600s", "'No data' never promotes"):
         assert threshold in text
     assert "Rollback" in text
+
+
+@pytest.mark.parametrize("kill_after", ["switch", "drain"])
+def test_a_killed_process_leaves_a_resumable_record_and_no_lock(world, kube, qa_env, tmp_path, kill_after):
+    import json
+    import subprocess
+    import sys
+    from dataclasses import asdict
+
+    from tests.conftest import REPO_ROOT
+
+    args = {"env": ENV, "store": str(tmp_path), "api_url": world.api_url, "kube_url": kube.url,
+            "kill_after": kill_after, "target": asdict(target_of(world)), "thresholds": asdict(THRESHOLDS)}
+    with Traffic(world.proxy_address, API_HOST) as traffic:
+        killed = subprocess.run([sys.executable, "-m", "tests.fakes.cutover_driver", json.dumps(args)],
+                                cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+        assert killed.returncode == -9, killed.stderr[-2000:]
+        assert CutoverStore(ENV, tmp_path).load().completed[-1] == kill_after
+        record = make_cutover(world, kube, tmp_path).run(ENV, target_of(world), THRESHOLDS)  # lock is free
+    assert record.status == Status.DONE.value
+    assert_on_cluster(world, kube)
+    assert world.violations == [] and traffic.failed == []
