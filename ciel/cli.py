@@ -129,6 +129,14 @@ def deploy_phase2(
         out.print("[bold yellow]OFFLINE: nothing was applied[/bold yellow] and the environment's phase is unchanged.")
 
 
+def _live_cutover(env: str, engine: Optional[str], *, confirm_retire):
+    """The cutover wired to the live APIs, logging its progress line by line on stderr."""
+    from ciel.migration import live_cutover
+
+    return live_cutover(env, engine_choice=engine, confirm_retire=confirm_retire,
+                        log=lambda line: err.print(line, highlight=False, markup=False))
+
+
 @migrate_app.command("plan")
 def migrate_plan(env: str = EnvOption) -> None:
     """Print every API call and check of ENV's cutover, in order, with its thresholds.
@@ -153,10 +161,7 @@ def migrate_cutover(
     (asks, then deletes the instances). Progress is saved after each step: rerun to
     resume after a crash. `ciel migrate rollback` goes back from any step before retire.
     """
-    from ciel.migration import live_cutover
-
-    cutover, target, thresholds = live_cutover(env, engine_choice=engine, log=lambda line: err.print(
-        line, highlight=False, markup=False), confirm_retire=lambda q: yes or typer.confirm(q, default=False))
+    cutover, target, thresholds = _live_cutover(env, engine, confirm_retire=lambda q: yes or typer.confirm(q))
     record = cutover.run(env, target, thresholds)
     out.print(f"{env}: cutover {record.state}.")
 
@@ -177,12 +182,9 @@ def migrate_rollback(
     engine: Optional[str] = EngineOption,
 ) -> None:
     """Put production and workers back on the instances, from any step before retire."""
-    from ciel.migration import live_cutover
-
     if not yes and not typer.confirm(f"Move {env}'s traffic back to the instances?", default=False):
         raise CielError("rollback not confirmed: nothing changed")
-    cutover, _, _ = live_cutover(env, engine_choice=engine, log=lambda line: err.print(
-        line, highlight=False, markup=False), confirm_retire=lambda q: False)
+    cutover, _, _ = _live_cutover(env, engine, confirm_retire=lambda question: False)
     record = cutover.rollback("requested by the operator")
     out.print(f"{env}: {record.state}.")
 

@@ -9,6 +9,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.fakes import send_json
+
 
 class KubeApi:
     def __init__(self, replicas: dict[str, int], ready_after: float = 0.1) -> None:
@@ -22,12 +24,7 @@ class KubeApi:
 
         class Handler(BaseHTTPRequestHandler):
             def _send(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, payload)
 
             def do_GET(self):  # noqa: N802
                 match = re.fullmatch(r"/apis/apps/v1/namespaces/ciel/deployments/([^/]+)", self.path)

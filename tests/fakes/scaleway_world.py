@@ -25,6 +25,8 @@ from http.client import HTTPConnection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+from tests.fakes import send_json
+
 ZONE = "fr-par-1"
 
 
@@ -319,12 +321,7 @@ class World:
                     status, payload = world.handle(method, parsed.path, parse_qs(parsed.query), body)
                 except _HttpError as error:
                     status, payload = error.status, {"message": error.message, "type": "conflict"}
-                data = json.dumps(payload).encode() if payload is not None else b""
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, payload)
 
             def do_GET(self):  # noqa: N802
                 self._serve("GET")
