@@ -327,7 +327,7 @@ def plan(
     from ciel.deploy import deploy_phase1 as run_deploy
 
     outcome = run_deploy(env, force_offline=offline, engine_choice=engine, provider_source=provider_source,
-                         confirm=lambda q: False, plan_only=True)
+                         confirm=lambda q: False, plan_only=True, force_phase1=True)
     _print_plan(outcome)
     out.print("Plan only: nothing was applied.")
 
