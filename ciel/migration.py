@@ -167,7 +167,8 @@ def live_cutover(env: str, *, confirm_retire: Callable[[str], bool], log: Callab
 
     cutover = Cutover(CutoverStore(env), lb=LoadBalancer(client, target.zone, target.lb_id, log=log),
                       instances=Instances(client, target.zone, log=log), cluster=cluster,
-                      prober=HttpProber(target.lb_address), log=log, confirm_retire=confirm_retire, retire=retire,
+                      prober=HttpProber(target.lb_address,
+                                        tls_server_name=config.api_hostname if config.enable_https else None), log=log, confirm_retire=confirm_retire, retire=retire,
                       after_step=after_step)
     return cutover, target, thresholds_for(config)
 

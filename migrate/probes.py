@@ -7,6 +7,7 @@ cutover to its next step.
 from __future__ import annotations
 
 import http.client
+import ssl
 import time
 from dataclasses import dataclass
 
@@ -41,19 +42,39 @@ class ProbeResult:
 
 
 class HttpProber:
-    """GET /health through `address` ("ip" or "ip:port"), with a chosen Host header."""
+    """GET /health through `address` ("ip" or "ip:port"), with a chosen Host header.
 
-    def __init__(self, address: str, *, path: str = "/health", timeout: float = 5.0) -> None:
-        self.address, self.path, self.timeout = address, path, timeout
+    With `tls_server_name` (the API host, whose certificate the LB holds) it speaks HTTPS
+    to port 443 with that name for SNI and certificate checks, while the Host header
+    picks the route: that is how the preview host reaches the cluster before it has a
+    certificate or DNS of its own. Without it, plain HTTP (dev, no domain)."""
+
+    def __init__(self, address: str, *, tls_server_name: str | None = None, ca_file: str | None = None,
+                 path: str = "/health", timeout: float = 5.0) -> None:
+        self.address, self.tls_server_name, self.path, self.timeout = address, tls_server_name, path, timeout
+        self.ca_file = ca_file  # None: the system's trust store (Let's Encrypt is in it)
+
+    def _connection(self) -> http.client.HTTPConnection:
+        host, _, port = self.address.partition(":")
+        if not self.tls_server_name:
+            return http.client.HTTPConnection(host, int(port or 80), timeout=self.timeout)
+        context = ssl.create_default_context(cafile=self.ca_file)
+        server_name = self.tls_server_name
+
+        class _Sni(http.client.HTTPSConnection):
+            def connect(self) -> None:  # the IP to connect to, the name to check
+                http.client.HTTPConnection.connect(self)
+                self.sock = context.wrap_socket(self.sock, server_hostname=server_name)
+
+        return _Sni(host, int(port or 443), timeout=self.timeout, context=context)
 
     def probe(self, host_header: str | None, count: int) -> ProbeResult:
-        host, _, port = self.address.partition(":")
         durations, succeeded = [], 0
         for _ in range(count):
             started = time.monotonic()
-            connection = http.client.HTTPConnection(host, int(port or 80), timeout=self.timeout)
+            connection = self._connection()
             try:
-                connection.request("GET", self.path, headers={"Host": host_header or host})
+                connection.request("GET", self.path, headers={"Host": host_header or self.address.split(":")[0]})
                 response = connection.getresponse()
                 response.read()
                 if response.status == 200:

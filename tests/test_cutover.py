@@ -328,3 +328,47 @@ def test_a_killed_process_leaves_a_resumable_record_and_no_lock(world, kube, qa_
     assert record.status == Status.DONE.value
     assert_on_cluster(world, kube)
     assert world.violations == [] and traffic.failed == []
+
+
+def test_https_probes_check_the_api_certificate_and_route_by_host_header(tmp_path):
+    """A TLS endpoint with a certificate for the API host: the probe connects to the IP,
+    checks the certificate against the API host (SNI), and sends the preview Host header."""
+    import ssl
+    import subprocess
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from migrate.probes import HttpProber
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", f"/CN={API_HOST}",
+                    "-addext", f"subjectAltName=DNS:{API_HOST}"], check=True, capture_output=True)
+    seen_hosts = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen_hosts.append(self.headers["Host"])
+            self.send_response(200 if self.headers["Host"] == PREVIEW_HOST else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"127.0.0.1:{server.server_port}"
+    try:
+        # Trusting the test certificate the way the system trusts Let's Encrypt's.
+        trusting = HttpProber(address, tls_server_name=API_HOST, ca_file=str(cert))
+        assert trusting.probe(PREVIEW_HOST, 3).succeeded == 3
+        assert trusting.probe(API_HOST, 2).succeeded == 0  # routed elsewhere: 404
+        wrong_name = HttpProber(address, tls_server_name="other.test", ca_file=str(cert))
+        assert wrong_name.probe(PREVIEW_HOST, 2).succeeded == 0  # certificate does not match: no request sent
+    finally:
+        server.shutdown()
+    assert set(seen_hosts) == {PREVIEW_HOST, API_HOST}
