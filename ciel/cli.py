@@ -122,7 +122,8 @@ def deploy_phase2(
     for title, plan in (("cluster step", outcome.cluster_plan), ("workloads step", outcome.workloads_plan)):
         out.print(f"{title}: {plan.count('create')} to add, {plan.count('update')} to change, "
                   f"{plan.count('delete')} to destroy")
-    out.print(f"{outcome.untouched_checked} phase-1 and shared resources checked: unchanged by phase 2.")
+    if outcome.untouched_checked:
+        out.print(f"{outcome.untouched_checked} phase-1 and shared resources checked: unchanged by phase 2.")
     if outcome.applied:
         out.print(f"[green]Applied[/green] phase 2 to {env}; recorded `phase: 2`. Traffic is still on the instances.")
     else:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from ciel import credentials as creds
 from ciel import rollout, state_bucket
-from ciel.migration import refuse_if_cutover_in_progress
 from ciel.errors import CielError, UsageError
+from ciel.migration import refuse_if_cutover_in_progress
 from ciel.process import say
 from ciel.toolchain import bindings, engine as engines, node
 from ciel.toolchain.mirror import PROVIDER_SOURCES

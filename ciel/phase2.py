@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from ciel import credentials as creds
 from ciel import state_bucket
-from ciel.migration import refuse_if_cutover_in_progress
 from ciel.errors import CielError, UsageError
+from ciel.migration import refuse_if_cutover_in_progress
 from ciel.process import say
 from ciel.toolchain import bindings, engine as engines, node
 from ciel.toolchain.mirror import PROVIDER_SOURCES
@@ -107,17 +107,17 @@ def deploy_phase2(
     if remote and not state_bucket.exists(remote, credentials):
         raise CielError(f"the state bucket {remote.bucket} does not exist: run `ciel state bootstrap --env {env}` first")
 
-    # Phase 1's configuration, synthesized aside, is the reference the cluster step must keep.
-    reference_dir = synth_dir(live=False).parent / "phase1-reference"
-    phase1_config = EnvironmentConfig(**{**current.model_dump(), "phase": 1})
-    reference = json.loads((synthesize(phase1_config, remote_state=None, outdir=reference_dir).directory
-                            / "cdk.tf.json").read_text())
-
     say("step 1/2 — cluster (core stack with phase 2)")
     core = synthesize(config, remote_state=remote)
-    altered = phase1_part_identical(reference, json.loads((core.directory / "cdk.tf.json").read_text()))
-    if altered:
-        raise CielError("refusing: phase 2 would alter phase-1 or shared resources: " + ", ".join(altered[:8]))
+    checked = 0
+    if current.phase == 1:
+        # Phase 1's configuration, synthesized aside, is what the cluster step must keep as is.
+        reference = json.loads((synthesize(current, remote_state=None, outdir=synth_dir(live=False).parent
+                                           / "phase1-reference").directory / "cdk.tf.json").read_text())
+        altered = phase1_part_identical(reference, json.loads((core.directory / "cdk.tf.json").read_text()))
+        if altered:
+            raise CielError("refusing: phase 2 would alter phase-1 or shared resources: " + ", ".join(altered[:8]))
+        checked = sum(len(resources) for resources in reference.get("resource", {}).values())
     core_workspace = StackWorkspace(engine, core.directory, credentials, provider_source)
     core_workspace.init()
     core_workspace.validate()
@@ -150,7 +150,7 @@ def deploy_phase2(
         record_phase(env, 2)
         applied = True
     return Phase2Outcome(env=env, credentials=credentials, cluster_plan=cluster_plan, workloads_plan=workloads_plan,
-                         applied=applied, untouched_checked=sum(len(r) for r in reference.get("resource", {}).values()))
+                         applied=applied, untouched_checked=checked)
 
 
 def _confirm(question: str, auto_approve: bool, confirm: Callable[[str], bool] | None) -> None:

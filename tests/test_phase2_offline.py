@@ -65,3 +65,12 @@ def test_recording_the_phase_keeps_the_file_and_its_comments(environments_dir):
     assert load_environment("qa").phase == 2
     record_phase("qa", 1)
     assert load_environment("qa").phase == 1 and path.read_text().count("phase:") == 1
+
+
+def test_phase2_again_on_an_environment_already_cut_over_plans_fine(environments_dir):
+    (environments_dir / "qa.yaml").write_text("private_network_cidr: 10.6.0.0/24\nphase: 2\ntraffic: cluster\n"
+                                              "instances_retired: true\n")
+    outcome = deploy_phase2("qa")
+    assert outcome.untouched_checked == 0  # nothing of phase 1 left to compare with; the live plan guard remains
+    assert not any(c.type == "scaleway_instance_server" and "compute_" in c.address
+                   for c in outcome.cluster_plan.changes)
