@@ -74,3 +74,24 @@ def test_phase2_again_on_an_environment_already_cut_over_plans_fine(environments
     assert outcome.untouched_checked == 0  # nothing of phase 1 left to compare with; the live plan guard remains
     assert not any(c.type == "scaleway_instance_server" and "compute_" in c.address
                    for c in outcome.cluster_plan.changes)
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_the_core_stack_outputs_every_input_the_workloads_stack_takes(env):
+    from infra.stacks.workloads import INPUTS
+    from tests.conftest import synth_core
+
+    outputs = synth_core(env, phase=2)["output"]
+    assert {item.name for item in INPUTS} <= set(outputs)
+    for item in INPUTS:
+        if item.sensitive:  # a secret input must come from a sensitive output
+            assert outputs[item.name].get("sensitive") is True, item.name
+
+
+def test_the_core_stack_outputs_what_the_cutover_targets():
+    from ciel.migration import target_from_outputs
+    from tests.conftest import config_for, synth_core
+
+    outputs = {name: body["value"] for name, body in synth_core("prod", phase=2)["output"].items()}
+    target = target_from_outputs(config_for("prod", phase=2), outputs)  # raises if one is missing
+    assert len(target.frontend_ids) == 2 and target.preview_host == "preview-api.ciel.example.com"

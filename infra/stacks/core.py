@@ -128,8 +128,8 @@ class CoreStack(TerraformStack):
         output("registry_endpoint", self.registry.namespace.endpoint, "Registry namespace to push the image to.")
         output("media_bucket", self.storage.bucket.name, "S3_BUCKET.")
         output("s3_endpoint", self.storage.endpoint, "S3_ENDPOINT.")
-        if self.cdn:
-            output("s3_public_endpoint", self.cdn.public_endpoint, "S3_PUBLIC_ENDPOINT: the CDN in front of the bucket.")
+        output("s3_public_endpoint", self.cdn.public_endpoint if self.cdn else self.storage.endpoint,
+               "S3_PUBLIC_ENDPOINT: the CDN in front of the bucket, or the bucket's endpoint without a CDN.")
         output("queue_endpoint", self.messaging.endpoint, "QUEUE_ENDPOINT.")
         output("queue_url", self.messaging.queue.url, "URL of the media jobs queue.")
         output("secret_manager_path", self.secrets.path, "Secret Manager path holding the app's secrets.")
