@@ -73,12 +73,13 @@ def build_core(env: str, **overrides):
 
 
 def synth_core(env: str, **overrides) -> dict:
-    """The core stack of `env` (offline backend) as Terraform JSON; cached per input."""
-    key = (env, repr(sorted(overrides.items())))
+    """The core stack of `env` (offline backend) as Terraform JSON; cached per configuration
+    (the whole validated config is the key: a file changed by a test is a new entry)."""
+    config = config_for(env, **overrides)
+    key = config.model_dump_json()
     if key not in _SYNTH_CACHE:
         from infra.stacks.core import CoreStack
 
-        config = config_for(env, **overrides)
         _SYNTH_CACHE[key] = synth_construct(lambda app_stack: None, stack_factory=lambda app: CoreStack(
             app, config=config, remote_state=None))
     return _SYNTH_CACHE[key]
