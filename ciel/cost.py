@@ -63,17 +63,12 @@ def tier_figures(env: str) -> list[TierFigure]:
 
 
 def refresh(env: str) -> dict[str, dict[str, float]]:
-    from scaleway import Client
-
     from infra.pricing import load_prices, refresh_prices
 
     from ciel import credentials as creds
 
     config = load_environment(env)
     # The catalog is public, but the SDK insists on a key pair: real ones when there are,
-    # the offline placeholders otherwise. SCW_API_URL can point at another server.
-    keys = creds.detect().engine_env
-    client = Client(access_key=keys["SCW_ACCESS_KEY"], secret_key=keys["SCW_SECRET_KEY"],
-                    default_zone=config.zone, default_region=config.region,
-                    api_url=os.environ.get("SCW_API_URL", "https://api.scaleway.com"))
+    # the offline placeholders otherwise.
+    client = creds.detect().sdk_client(zone=config.zone, region=config.region)
     return refresh_prices(client, load_prices(prefer_refreshed=False), config.zone, date.today().isoformat())

@@ -12,6 +12,7 @@ configured but makes no API call for resources that do not exist yet.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -53,6 +54,16 @@ class Credentials:
     @property
     def project_id(self) -> str:
         return self.engine_env["SCW_DEFAULT_PROJECT_ID"]
+
+    def sdk_client(self, *, zone: str, region: str):
+        """An official SDK client with these keys (placeholders offline: fine for public
+        endpoints such as the product catalog). SCW_API_URL redirects it, e.g. to a fake."""
+        from scaleway import Client
+
+        keys = self.engine_env
+        return Client(access_key=keys["SCW_ACCESS_KEY"], secret_key=keys["SCW_SECRET_KEY"],
+                      default_project_id=keys["SCW_DEFAULT_PROJECT_ID"], default_zone=zone, default_region=region,
+                      api_url=os.environ.get("SCW_API_URL", "https://api.scaleway.com"))
 
     def engine_environment(self) -> dict[str, str]:
         """Everything the engine needs: provider credentials, the project variable and,

@@ -8,7 +8,6 @@ fake), the cluster side through the official kubernetes client.
 from __future__ import annotations
 
 import base64
-import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -137,8 +136,6 @@ def refuse_if_cutover_in_progress(env: str) -> None:
 def live_cutover(env: str, *, confirm_retire: Callable[[str], bool], log: Callable[[str], None],
                  engine_choice: str | None = None, after_step=None) -> tuple[Cutover, Target, Thresholds]:
     """A cutover wired to the real APIs, from the core stack's outputs."""
-    from scaleway import Client
-
     from ciel.deploy import deploy_phase1
     from migrate.cluster import ClusterSide
     from migrate.instances import Instances
@@ -153,10 +150,7 @@ def live_cutover(env: str, *, confirm_retire: Callable[[str], bool], log: Callab
                          f"`ciel migrate plan --env {env}` shows every call without them")
     outputs = core_outputs(env, found, engine_choice)
     target = target_from_outputs(config, outputs)
-    keys = found.engine_env
-    client = Client(access_key=keys["SCW_ACCESS_KEY"], secret_key=keys["SCW_SECRET_KEY"],
-                    default_project_id=keys["SCW_DEFAULT_PROJECT_ID"], default_zone=target.zone,
-                    default_region=config.region, api_url=os.environ.get("SCW_API_URL", "https://api.scaleway.com"))
+    client = found.sdk_client(zone=target.zone, region=config.region)
     ca_file = Path(tempfile.mkdtemp(prefix="ciel-kube-")) / "ca.pem"
     ca_file.write_bytes(base64.b64decode(str(outputs["kube_ca_certificate"])))
     cluster = ClusterSide.connect(str(outputs["kube_host"]), str(outputs["kube_token"]), str(ca_file), log=log)

@@ -35,21 +35,18 @@ def replaced_instances(plan: PlanResult) -> list[ResourceChange]:
 
 def backend_health_waiter(credentials: Credentials, lb_id: str, backend_id: str, *, timeout_s: float = 600,
                           poll_s: float = 10) -> Callable[[], None]:
-    """A wait until every server of the backend passes its LB health check (Scaleway API)."""
-    from scaleway import Client
-    from scaleway.lb.v1 import LbV1ZonedAPI
+    """A wait until every server of the backend passes its LB health check (Scaleway API,
+    through the cutover's load balancer side: with its timeouts and retries)."""
+    from migrate.loadbalancer import LoadBalancer
 
     zone, lb = lb_id.split("/", 1)
     backend = backend_id.split("/", 1)[-1]
-    env = credentials.engine_env
-    api = LbV1ZonedAPI(Client(access_key=env["SCW_ACCESS_KEY"], secret_key=env["SCW_SECRET_KEY"],
-                              default_project_id=env["SCW_DEFAULT_PROJECT_ID"], default_zone=zone))
+    balancer = LoadBalancer(credentials.sdk_client(zone=zone, region=zone.rsplit("-", 1)[0]), zone, lb, log=say)
 
     def wait() -> None:
         deadline = time.monotonic() + timeout_s
         while True:
-            stats = api.list_backend_stats_all(zone=zone, lb_id=lb, backend_id=backend)
-            states = {s.ip: str(s.last_health_check_status) for s in stats}
+            states = balancer.backend_health(backend)
             if states and all(state == "passed" for state in states.values()):
                 return
             if time.monotonic() > deadline:

@@ -379,3 +379,24 @@ def test_https_probes_check_the_api_certificate_and_route_by_host_header(tmp_pat
     finally:
         server.shutdown()
     assert set(seen_hosts) == {PREVIEW_HOST, API_HOST}
+
+
+def test_the_rollouts_health_wait_uses_the_load_balancers_own_checks(world, monkeypatch):
+    """`deploy phase1 --image-tag` waits between API instances with this; here against the fake."""
+    from ciel import credentials
+    from ciel.rollout import backend_health_waiter
+
+    monkeypatch.setenv("SCW_API_URL", world.api_url)
+    found = credentials.Credentials(live=True, source="test", engine_env={
+        "SCW_ACCESS_KEY": "SCWABCDEFGHIJKLMNOPQ", "SCW_SECRET_KEY": "11111111-2222-4333-8444-555555555555",
+        "SCW_DEFAULT_PROJECT_ID": "66666666-7777-4888-8999-000000000000"})
+    backend = f"{ZONE}/{world.backends['instances']['id']}"
+    backend_health_waiter(found, f"{ZONE}/{world.lb_id}", backend, timeout_s=5, poll_s=0.05)()  # all pass: returns
+    next(s for s in world.instances.values() if s.role == "api").app.up = False
+    import time
+
+    deadline = time.monotonic() + 5
+    while "failed" not in world.health.values() and time.monotonic() < deadline:
+        time.sleep(0.02)  # until the LB's checks have seen it
+    with pytest.raises(CielError, match="rollout stopped: backend servers not healthy"):
+        backend_health_waiter(found, f"{ZONE}/{world.lb_id}", backend, timeout_s=0.5, poll_s=0.05)()
