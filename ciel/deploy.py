@@ -62,6 +62,35 @@ def load_config(env: str, image_tag: str | None) -> EnvironmentConfig:
                          "(letters, digits, '_', '.', '-'; up to 128 characters)") from None
 
 
+@dataclass(frozen=True)
+class Session:
+    """What every deploy step runs with, checked once: credentials, engine, state location."""
+
+    credentials: creds.Credentials
+    engine: engines.Engine
+    remote_state: RemoteState | None  # None: offline, a throw-away local state
+
+
+def check_provider_source(provider_source: str) -> None:
+    if provider_source not in PROVIDER_SOURCES:
+        raise UsageError(f"unknown provider source {provider_source!r}: choose one of {', '.join(PROVIDER_SOURCES)}")
+
+
+def start_session(env: str, config: EnvironmentConfig, *, force_offline: bool, engine_choice: str | None) -> Session:
+    """After the inputs are validated: refuse during a cutover, find credentials, engine and
+    bindings, prepare the jsii runtime, and (live) check the state bucket exists."""
+    refuse_if_cutover_in_progress(env)
+    credentials = creds.detect(force_offline)
+    engine = engines.select(engine_choice)
+    bindings.ensure_importable()
+    os.environ.update(node.runtime_env())  # the jsii runtime picks its Node from here (if not started yet)
+    remote_state = RemoteState.for_project(credentials.project_id, config.region) if credentials.live else None
+    if remote_state and not state_bucket.exists(remote_state, credentials):
+        raise CielError(f"the state bucket {remote_state.bucket} does not exist (or is not readable with these "
+                        f"credentials): run `ciel state bootstrap --env {env}` first")
+    return Session(credentials=credentials, engine=engine, remote_state=remote_state)
+
+
 def deploy_phase1(
     env: str,
     *,
@@ -74,13 +103,10 @@ def deploy_phase1(
     confirm: Callable[[str], bool] | None = None,
     plan_only: bool = False,
 ) -> DeployOutcome:
-    if provider_source not in PROVIDER_SOURCES:
-        raise UsageError(f"unknown provider source {provider_source!r}: choose one of {', '.join(PROVIDER_SOURCES)}")
+    check_provider_source(provider_source)
     config = load_config(env, image_tag)  # bad --env, config or tag: stops here
-    refuse_if_cutover_in_progress(env)
-    credentials = creds.detect(force_offline)
-    engine = engines.select(engine_choice)
-    bindings.ensure_importable()
+    session = start_session(env, config, force_offline=force_offline, engine_choice=engine_choice)
+    credentials, engine = session.credentials, session.engine
     timings: dict[str, float] = {}
 
     say(f"ciel deploy phase1 --env {env}: {credentials.mode} mode, engine {engine.name} {engine.version}, "
@@ -89,14 +115,9 @@ def deploy_phase1(
         say("  no Scaleway credentials: planning with placeholder credentials and a throw-away local state")
 
     start = time.monotonic()
-    os.environ.update(node.runtime_env())  # the jsii runtime picks its Node from here (if not started yet)
     from infra.app import synthesize  # imports the jsii runtime: only once inputs are valid
 
-    remote_state = RemoteState.for_project(credentials.project_id, config.region) if credentials.live else None
-    if remote_state and not state_bucket.exists(remote_state, credentials):
-        raise CielError(f"the state bucket {remote_state.bucket} does not exist (or is not readable with these "
-                        f"credentials): run `ciel state bootstrap --env {env}` first")
-    synth = synthesize(config, remote_state=remote_state)
+    synth = synthesize(config, remote_state=session.remote_state)
     timings["synth"] = time.monotonic() - start
     say(f"→ synthesized stack {synth.stack} in {timings['synth']:.1f}s")
 

@@ -14,22 +14,17 @@ with placeholder inputs and nothing is applied or recorded.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ciel import credentials as creds
-from ciel import state_bucket
-from ciel.errors import CielError, UsageError
-from ciel.migration import refuse_if_cutover_in_progress
+from ciel.deploy import check_provider_source, start_session
+from ciel.errors import CielError
 from ciel.process import say
-from ciel.toolchain import bindings, engine as engines, node
-from ciel.toolchain.mirror import PROVIDER_SOURCES
 from ciel.workspace import PlanResult, ResourceChange, StackWorkspace
 from infra.config import EnvironmentConfig, load_environment
 from infra.config.loader import record_phase
-from infra.state import RemoteState
 
 # What phase 2 adds to the core stack; anything else in its plan must stay untouched.
 _PHASE2_ADDRESS = re.compile(r"^(scaleway_k8s_cluster|scaleway_k8s_pool)\.|\.cluster_ingress_address_|"
@@ -89,23 +84,15 @@ def deploy_phase2(
     auto_approve: bool = False,
     confirm: Callable[[str], bool] | None = None,
 ) -> Phase2Outcome:
-    if provider_source not in PROVIDER_SOURCES:
-        raise UsageError(f"unknown provider source {provider_source!r}: choose one of {', '.join(PROVIDER_SOURCES)}")
+    check_provider_source(provider_source)
     current = load_environment(env)
-    refuse_if_cutover_in_progress(env)
     config = EnvironmentConfig(**{**current.model_dump(), "phase": 2})
-    credentials = creds.detect(force_offline)
-    engine = engines.select(engine_choice)
-    bindings.ensure_importable()
+    session = start_session(env, config, force_offline=force_offline, engine_choice=engine_choice)
+    credentials, engine, remote = session.credentials, session.engine, session.remote_state
     say(f"ciel deploy phase2 --env {env}: {credentials.mode} mode, engine {engine.name} {engine.version}"
         f"{' (already in phase 2)' if current.phase == 2 else ''}")
 
-    os.environ.update(node.runtime_env())
     from infra.app import synth_dir, synthesize, synthesize_workloads
-
-    remote = RemoteState.for_project(credentials.project_id, config.region) if credentials.live else None
-    if remote and not state_bucket.exists(remote, credentials):
-        raise CielError(f"the state bucket {remote.bucket} does not exist: run `ciel state bootstrap --env {env}` first")
 
     say("step 1/2 — cluster (core stack with phase 2)")
     core = synthesize(config, remote_state=remote)

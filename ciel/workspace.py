@@ -41,6 +41,7 @@ class StackWorkspace:
         self.engine = engine
         self.directory = directory
         self.credentials = credentials
+        self.provider_source = provider_source
         self.env = {
             "TF_CLI_CONFIG_FILE": str(mirror.cli_config_path(provider_source)),
             "TF_IN_AUTOMATION": "1",
@@ -57,7 +58,8 @@ class StackWorkspace:
                    what=what or f"{self.engine.name} {args[0]}", check=check)
 
     def init(self) -> None:
-        say(f"→ {self.engine.name} init (providers from the {'local mirror' if 'mirror' in self.env['TF_CLI_CONFIG_FILE'] else 'registry'})")
+        say(f"→ {self.engine.name} init (providers from the "
+            f"{'local mirror' if self.provider_source == 'mirror' else 'registry'})")
         try:
             self._run("init", "-input=false", *self.color, quiet=True)
         except CielError as error:

@@ -6,15 +6,16 @@ synthesizes every environment, for those who drive CDK Terrain's own CLI.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdktn import App
+from cdktn import App, TerraformStack
 
 from ciel import paths
 from ciel.toolchain.pins import MIN_ENGINE_VERSION
 from infra.config import EnvironmentConfig, known_environments, load_environment
-from infra.stacks.core import CoreStack, core_stack_name
+from infra.stacks.core import CoreStack
 from infra.state import RemoteState
 
 
@@ -39,29 +40,29 @@ def synth_dir(*, live: bool) -> Path:
     return paths.live_synth_dir() if live else paths.work_dir() / "offline" / "cdktf.out"
 
 
-def synthesize(config: EnvironmentConfig, *, remote_state: RemoteState | None, outdir: Path | None = None) -> SynthResult:
-    """remote_state None: offline (local throw-away state)."""
-    outdir = outdir or synth_dir(live=remote_state is not None)
+def _synthesize_one(add_stack: Callable[[App], TerraformStack], *, live: bool, outdir: Path | None) -> SynthResult:
+    outdir = outdir or synth_dir(live=live)
     outdir.mkdir(parents=True, exist_ok=True)
     app = new_app(outdir)
-    stack = core_stack_name(config.name)
-    CoreStack(app, config=config, remote_state=remote_state)
+    stack = add_stack(app).node.id
     app.synth()
     return SynthResult(stack=stack, directory=outdir / "stacks" / stack)
+
+
+def synthesize(config: EnvironmentConfig, *, remote_state: RemoteState | None, outdir: Path | None = None) -> SynthResult:
+    """The core stack; remote_state None: offline (local throw-away state)."""
+    return _synthesize_one(lambda app: CoreStack(app, config=config, remote_state=remote_state),
+                           live=remote_state is not None, outdir=outdir)
 
 
 def synthesize_workloads(config: EnvironmentConfig, *, remote_state: RemoteState | None, include_untyped: bool,
                          outdir: Path | None = None) -> SynthResult:
     """The phase-2 workloads stack (kubernetes provider); see infra/stacks/workloads.py."""
-    from infra.stacks.workloads import WorkloadsStack, workloads_stack_name
+    from infra.stacks.workloads import WorkloadsStack
 
-    outdir = outdir or synth_dir(live=remote_state is not None)
-    outdir.mkdir(parents=True, exist_ok=True)
-    app = new_app(outdir)
-    WorkloadsStack(app, config=config, remote_state=remote_state, include_untyped=include_untyped)
-    app.synth()
-    stack = workloads_stack_name(config.name)
-    return SynthResult(stack=stack, directory=outdir / "stacks" / stack)
+    return _synthesize_one(lambda app: WorkloadsStack(app, config=config, remote_state=remote_state,
+                                                      include_untyped=include_untyped),
+                           live=remote_state is not None, outdir=outdir)
 
 
 def main() -> None:

@@ -53,7 +53,8 @@ def backend_verdict(ctx: Context, backend_id: str, *, require_all: bool) -> tupl
 
 
 def invariant(ctx: Context) -> None:
-    """Checked in every state: each public frontend routes to a backend with a passing server."""
+    """Checked after every step (by the engine): each public frontend routes to a backend
+    with a passing server."""
     for frontend in ctx.target.frontend_ids:
         backend = ctx.lb.frontend_backend(frontend)
         verdict, health = backend_verdict(ctx, backend, require_all=False)
@@ -94,7 +95,6 @@ def preflight(ctx: Context) -> None:
     ctx.log(f"  check instance backend (the way back): {verdict} {health}")
     if verdict != "ok":
         raise StepFailed(f"the instance backend has no passing server ({health}): no safe way back, not starting")
-    invariant(ctx)
 
 
 def preview(ctx: Context) -> None:
@@ -108,7 +108,6 @@ def preview(ctx: Context) -> None:
     verdict = result.verdict(ctx.thresholds)
     if verdict != "ok":
         raise StepFailed(f"preview probes {verdict}: {result}; production traffic was not touched")
-    invariant(ctx)
 
 
 def switch(ctx: Context) -> None:
