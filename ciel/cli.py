@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ciel.errors import CielError
+from foundation.errors import CielError
 
 HELP = """Deploy the Ciel backend to Scaleway and move it from instances to Kubernetes.
 
@@ -288,7 +288,7 @@ def k8s_render(
     """
     from pathlib import Path
 
-    from ciel.paths import REPO_ROOT
+    from foundation.paths import REPO_ROOT
     from infra.config import load_environment
     from k8s.render import render
 
@@ -303,7 +303,7 @@ def k8s_render(
 def synth(env: str = EnvOption, offline: bool = OfflineOption) -> None:
     """Synthesize ENV's stacks to Terraform JSON in cdktf.out/ (no engine run)."""
     from ciel import credentials as creds
-    from ciel.toolchain import bindings
+    from toolchain import bindings
     from infra.config import load_environment
 
     config = load_environment(env)
@@ -364,7 +364,7 @@ def setup(
     that points at it, Node 22 + the cdktn CLI from npm, and the generated Scaleway
     bindings. Cache: $CIEL_CACHE_DIR or ~/.cache/ciel-infra.
     """
-    from ciel.toolchain.setup import run_setup
+    from toolchain.setup import run_setup
 
     for step in run_setup(engine, all_engines=all_engines):
         err.print(f"  [green]ok[/green] {step.name:<30} {step.seconds:6.1f}s  {step.detail}", highlight=False, soft_wrap=True)
@@ -372,7 +372,7 @@ def setup(
 
 def main() -> None:
     """Entry point: our own errors become one readable line and a meaningful exit code."""
-    from ciel.toolchain import node
+    from toolchain import node
 
     os.environ.update(node.runtime_env())  # any jsii runtime started below uses our Node
     try:

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from datetime import date
 
-from ciel.toolchain import bindings, node
+from toolchain import bindings, node
 from infra.config import EnvironmentConfig, load_environment
 from infra.config.tiers import TIER_PRESETS, preset
 

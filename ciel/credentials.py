@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from scaleway import Profile
 
-from ciel.errors import UsageError
+from foundation.errors import UsageError
 
 ACCESS_KEY_FORMAT = re.compile(r"^SCW[A-Z0-9]{17}$")
 UUID_FORMAT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

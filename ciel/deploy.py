@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 from ciel import credentials as creds
 from ciel import rollout, state_bucket
-from ciel.errors import CielError, UsageError
-from ciel.migration import refuse_if_cutover_in_progress
-from ciel.process import say
-from ciel.toolchain import bindings, engine as engines, node
-from ciel.toolchain.mirror import PROVIDER_SOURCES
+from foundation.errors import CielError, UsageError
+from migrate.store import refuse_if_cutover_in_progress
+from foundation.process import say
+from toolchain import bindings, engine as engines, node
+from toolchain.mirror import PROVIDER_SOURCES
 from ciel.workspace import PlanResult, ResourceChange, StackWorkspace
 from infra.config import EnvironmentConfig, load_environment
 from infra.state import RemoteState

@@ -7,10 +7,11 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from ciel import credentials as creds, paths
-from ciel.errors import CielError
-from ciel.toolchain import bindings, engine as engines, mirror, node
-from ciel.toolchain.pins import PROVIDERS, SCALEWAY
+from ciel import credentials as creds
+from foundation import paths
+from foundation.errors import CielError
+from toolchain import bindings, engine as engines, mirror, node
+from toolchain.pins import PROVIDERS, SCALEWAY
 
 
 @dataclass(frozen=True)

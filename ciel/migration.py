@@ -13,11 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ciel import credentials as creds
-from ciel.errors import CielError, UsageError
+from foundation.errors import CielError, UsageError
 from infra.config import EnvironmentConfig, load_environment
 from infra.config.loader import record_settings
 from migrate.engine import Cutover
-from migrate.model import Status, Target, Thresholds
+from migrate.model import Target, Thresholds
 from migrate.store import CutoverStore, MemoryStore
 
 # The LB's health check marks a server down after 2 × 5 s; its server timeout is 60 s.
@@ -123,16 +123,6 @@ def status_lines(env: str) -> list[str]:
     return lines
 
 
-def refuse_if_cutover_in_progress(env: str) -> None:
-    """Deploys must not fight a cutover in flight (they would move the frontends back)."""
-    record = CutoverStore(env).load()
-    retiring = record is not None and record.current == "retire"  # retire itself applies the core stack
-    if record and record.status in (Status.IN_PROGRESS.value, Status.ROLLING_BACK.value) and record.completed \
-            and not retiring:
-        raise CielError(f"a cutover of {env} is in progress (state {record.state}): finish it "
-                        f"(`ciel migrate cutover --env {env}`) or roll it back (`ciel migrate rollback --env {env}`)")
-
-
 def live_cutover(env: str, *, confirm_retire: Callable[[str], bool], log: Callable[[str], None],
                  engine_choice: str | None = None, after_step=None) -> tuple[Cutover, Target, Thresholds]:
     """A cutover wired to the real APIs, from the core stack's outputs."""
@@ -170,7 +160,7 @@ def live_cutover(env: str, *, confirm_retire: Callable[[str], bool], log: Callab
 def core_outputs(env: str, found: creds.Credentials, engine_choice: str | None) -> dict:
     """The core stack's outputs from its remote state (sensitive ones included: they stay
     in this process)."""
-    from ciel.toolchain import bindings, engine as engines
+    from toolchain import bindings, engine as engines
     from ciel.workspace import StackWorkspace
     from infra.app import synthesize
     from infra.state import RemoteState

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from ciel import credentials as creds
 from ciel.deploy import check_provider_source, start_session
-from ciel.errors import CielError
-from ciel.process import say
+from foundation.errors import CielError
+from foundation.process import say
 from ciel.workspace import PlanResult, ResourceChange, StackWorkspace
 from infra.config import EnvironmentConfig, load_environment
 from infra.config.loader import record_phase

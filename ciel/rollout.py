@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 
 from ciel.credentials import Credentials
-from ciel.errors import CielError
-from ciel.process import say
+from foundation.errors import CielError
+from foundation.process import say
 from ciel.workspace import PlanResult, ResourceChange
 
 _ROLE_INDEX = re.compile(r"\.compute_(api|worker)_(\d+)_[0-9A-F]{8}$")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ciel import credentials as creds
-from ciel.errors import CielError, UsageError
+from foundation.errors import CielError, UsageError
 from infra.config import load_environment
 from infra.state import RemoteState
 

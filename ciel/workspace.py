@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ciel.credentials import Credentials
-from ciel.errors import CielError
-from ciel.process import run, say
-from ciel.toolchain import mirror
-from ciel.toolchain.engine import Engine
+from foundation.errors import CielError
+from foundation.process import run, say
+from toolchain import mirror
+from toolchain.engine import Engine
 
 
 @dataclass(frozen=True)

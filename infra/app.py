@@ -12,8 +12,8 @@ from pathlib import Path
 
 from cdktn import App, TerraformStack
 
-from ciel import paths
-from ciel.toolchain.pins import MIN_ENGINE_VERSION
+from foundation import paths
+from toolchain.pins import MIN_ENGINE_VERSION
 from infra.config import EnvironmentConfig, known_environments, load_environment
 from infra.stacks.core import CoreStack
 from infra.state import RemoteState

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from ciel.toolchain import bindings
+from toolchain import bindings
 
 
 def scaleway(resource_module: str) -> ModuleType:

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ciel import paths
+from foundation import paths
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ciel.errors import CielError
+from foundation.errors import CielError
 
 NAMESPACE = "ciel"
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ciel.errors import CielError
+from foundation.errors import CielError
 from migrate import steps
 from migrate.model import FORWARD, Record, Status, Step, Target, Thresholds
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from scaleway import Client
 from scaleway.instance.v1 import InstanceV1API, ServerAction
 
-from ciel.errors import CielError
+from foundation.errors import CielError
 from migrate.resilience import RetryPolicy, call
 
 

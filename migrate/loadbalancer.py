@@ -13,7 +13,7 @@ from collections.abc import Callable
 from scaleway import Client
 from scaleway.lb.v1 import LbV1ZonedAPI
 
-from ciel.errors import CielError
+from foundation.errors import CielError
 from migrate.resilience import RetryPolicy, call
 
 SETTLED = "ready"

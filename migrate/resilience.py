@@ -15,7 +15,7 @@ from typing import TypeVar
 import requests
 from scaleway_core.api import ScalewayException
 
-from ciel.errors import CielError
+from foundation.errors import CielError
 
 T = TypeVar("T")
 RETRYABLE_STATUS = {409, 429, 500, 502, 503, 504}

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ciel.errors import CielError
+from foundation.errors import CielError
 from migrate.model import Record, Target, Thresholds
 
 

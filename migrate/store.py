@@ -11,9 +11,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from ciel import paths
-from ciel.errors import CielError
-from migrate.model import Record
+from foundation import paths
+from foundation.errors import CielError
+from migrate.model import Record, Status
 
 
 class CutoverStore:
@@ -81,3 +81,13 @@ class MemoryStore:
 
     def clear(self) -> None:
         self.record = None
+
+
+def refuse_if_cutover_in_progress(env: str) -> None:
+    """Deploys must not fight a cutover in flight (they would move the frontends back)."""
+    record = CutoverStore(env).load()
+    retiring = record is not None and record.current == "retire"  # retire itself applies the core stack
+    if record and record.status in (Status.IN_PROGRESS.value, Status.ROLLING_BACK.value) and record.completed \
+            and not retiring:
+        raise CielError(f"a cutover of {env} is in progress (state {record.state}): finish it "
+                        f"(`ciel migrate cutover --env {env}`) or roll it back (`ciel migrate rollback --env {env}`)")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ciel.toolchain import node
+from toolchain import node
 
 # The jsii runtime (started by the first cdktn import) takes its Node from JSII_NODE.
 os.environ.update(node.runtime_env())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ciel.errors import UsageError
+from foundation.errors import UsageError
 from infra.config import known_environments, load_environment
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ciel import credentials
-from ciel.errors import UsageError
+from foundation.errors import UsageError
 
 GOOD = {
     "SCW_ACCESS_KEY": "SCWABCDEFGHIJKLMNOPQ",

@@ -13,7 +13,7 @@ import pytest
 from scaleway import Client
 from scaleway_core.api import ScalewayException
 
-from ciel.errors import CielError
+from foundation.errors import CielError
 from infra.config import load_environment
 from migrate.cluster import ClusterSide
 from migrate.engine import Cutover
@@ -294,7 +294,8 @@ def test_retire_asks_first_and_a_no_keeps_the_instances(world, kube, qa_env, tmp
 
 
 def test_deploys_refuse_to_run_while_a_cutover_is_half_way(world, kube, qa_env, tmp_path, monkeypatch):
-    from ciel import deploy, paths
+    from ciel import deploy
+    from foundation import paths
 
     monkeypatch.setenv("CIEL_WORK_DIR", str(tmp_path))
     make_cutover(world, kube, paths.work_dir() / "cutover").run(ENV, target_of(world), THRESHOLDS,

@@ -11,9 +11,9 @@ import json
 import pytest
 
 from ciel import deploy
-from ciel.errors import UsageError
-from ciel.toolchain import mirror
-from ciel.toolchain.pins import SCALEWAY
+from foundation.errors import UsageError
+from toolchain import mirror
+from toolchain.pins import SCALEWAY
 from infra.state import offline_state_file
 from tests.conftest import run_ciel
 

@@ -11,8 +11,9 @@ import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
-from ciel import deploy, paths
-from ciel.errors import CielError, UsageError
+from ciel import deploy
+from foundation import paths
+from foundation.errors import CielError, UsageError
 from ciel.state_bucket import bootstrap
 from ciel.workspace import StackWorkspace
 from infra.state import state_key

@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from ciel.errors import ToolchainError, UsageError
-from ciel.toolchain import bindings, engine, mirror
-from ciel.toolchain.pins import PROVIDERS, SCALEWAY
+from foundation.errors import ToolchainError, UsageError
+from toolchain import bindings, engine, mirror
+from toolchain.pins import PROVIDERS, SCALEWAY
 from tests.conftest import run_ciel
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from ciel.errors import UsageError
-from ciel.paths import REPO_ROOT, environments_dir
+from foundation.errors import UsageError
+from foundation.paths import REPO_ROOT, environments_dir
 from infra.config.schema import EnvironmentConfig
 from infra.config.tiers import preset
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from ciel import paths
+from foundation import paths
 
 PRICE_FILE = Path(__file__).with_name("prices.yaml")
 

@@ -22,12 +22,12 @@ import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
-from ciel import paths
-from ciel.errors import ToolchainError
-from ciel.process import run, say
-from ciel.toolchain import mirror, node
-from ciel.toolchain.engine import Engine
-from ciel.toolchain.pins import CDKTN_CLI_VERSION, SCALEWAY, ProviderPin
+from foundation import paths
+from foundation.errors import ToolchainError
+from foundation.process import run, say
+from toolchain import mirror, node
+from toolchain.engine import Engine
+from toolchain.pins import CDKTN_CLI_VERSION, SCALEWAY, ProviderPin
 
 PACKAGE = "ciel_providers"  # import as `from ciel_providers.scaleway.vpc import Vpc`
 

@@ -15,10 +15,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ciel import paths
-from ciel.errors import ToolchainError, UsageError
-from ciel.toolchain import gobuild
-from ciel.toolchain.pins import MIN_ENGINE_VERSION, OPENTOFU
+from foundation import paths
+from foundation.errors import ToolchainError, UsageError
+from toolchain import gobuild
+from toolchain.pins import MIN_ENGINE_VERSION, OPENTOFU
 
 ENGINE_CHOICES = ("auto", "terraform", "tofu")
 

@@ -15,9 +15,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ciel.errors import ToolchainError
-from ciel.process import run, say
-from ciel.toolchain.pins import GoSource
+from foundation.errors import ToolchainError
+from foundation.process import run, say
+from toolchain.pins import GoSource
 
 # Use the machine's Go, never a downloaded toolchain; read-only module graph.
 GO_ENV = {"GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly", "CGO_ENABLED": "0"}

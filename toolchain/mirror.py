@@ -16,9 +16,9 @@ import os
 import platform
 from pathlib import Path
 
-from ciel import paths
-from ciel.toolchain import gobuild
-from ciel.toolchain.pins import PROVIDERS, ProviderPin
+from foundation import paths
+from toolchain import gobuild
+from toolchain.pins import PROVIDERS, ProviderPin
 
 REGISTRY_HOSTS = ("registry.terraform.io", "registry.opentofu.org")
 

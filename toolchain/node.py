@@ -11,10 +11,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ciel import paths
-from ciel.errors import ToolchainError
-from ciel.process import run, say
-from ciel.toolchain.pins import CDKTN_CLI_VERSION, NODE_PACKAGE, NODE_VERSION
+from foundation import paths
+from foundation.errors import ToolchainError
+from foundation.process import run, say
+from toolchain.pins import CDKTN_CLI_VERSION, NODE_PACKAGE, NODE_VERSION
 
 
 def prefix() -> Path:

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ciel.errors import ToolchainError
+from foundation.errors import ToolchainError
 
 
 def run(

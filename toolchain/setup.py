@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ciel.process import say
-from ciel.toolchain import bindings, engine, gobuild, mirror, node
-from ciel.toolchain.pins import OPENTOFU, PROVIDERS
+from foundation.process import say
+from toolchain import bindings, engine, gobuild, mirror, node
+from toolchain.pins import OPENTOFU, PROVIDERS
 
 
 @dataclass(frozen=True)
