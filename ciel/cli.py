@@ -69,12 +69,17 @@ def deploy_phase1(
                                             "environment file); changed instances are replaced one at a time."),
     force_phase1: bool = typer.Option(False, "--force-phase1", help="Apply even though the environment is in "
                                       "phase 2 (the plan shows what would change in the shared layers)."),
+    delete_instance: list[str] = typer.Option([], "--delete-instance", metavar="NAME", help="Agree that the plan "
+                                              "deletes this instance (e.g. ciel-dev-api-1 after lowering "
+                                              "api_instance_count); repeat for each. Without it a plan that "
+                                              "deletes an instance is refused."),
 ) -> None:
     """Phase 1: the Ciel image on instances behind the shared load balancer.
 
     The shared layers (network, load balancer, registry, database, cache, storage + CDN,
     queues, secrets, observability, DNS) and the API and worker instances. A plan that
-    would destroy a data layer is refused.
+    would destroy a data layer is refused; one that deletes an instance is refused unless
+    --delete-instance names it. Replaced instances (a new image) roll one at a time.
 
     Loads and validates infra/environments/ENV.yaml, synthesizes the stack, then runs
     init, validate and plan with the real engine and provider. With credentials it then
@@ -84,7 +89,7 @@ def deploy_phase1(
 
     outcome = run_deploy(env, force_offline=offline, engine_choice=engine, provider_source=provider_source,
                          image_tag=image_tag, force_phase1=force_phase1, auto_approve=yes,
-                         confirm=lambda q: typer.confirm(q, default=False))
+                         confirm=lambda q: typer.confirm(q, default=False), delete_instances=delete_instance)
     _print_plan(outcome)
     if outcome.applied:
         from ciel.deploy import verification_steps

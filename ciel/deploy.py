@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from ciel import credentials as creds
@@ -47,6 +47,19 @@ def data_layer_destroys(plan: PlanResult) -> list[ResourceChange]:
     """Changes that delete (or replace) a data layer."""
     return [change for change in plan.destroys
             if change.type in DATA_LAYER_TYPES or SELF_MANAGED_REDIS in change.address]
+
+
+def unconfirmed_instance_deletions(plan: PlanResult, confirmed: Collection[str]) -> list[ResourceChange]:
+    """Instances this plan deletes for good (not replaced) that nobody named.
+
+    Instances carry the running service: a lowered count, a hand-written
+    `instances_retired: true` or a wrong environment file would otherwise delete them
+    silently. Replacements (a new image) are not deletions. Named by server name or by
+    plan address."""
+    return [change for change in plan.changes
+            if change.type == "scaleway_instance_server" and change.deletes_only
+            and SELF_MANAGED_REDIS not in change.address
+            and change.name not in confirmed and change.address not in confirmed]
 
 
 def load_config(env: str, image_tag: str | None) -> EnvironmentConfig:
@@ -102,9 +115,17 @@ def deploy_phase1(
     auto_approve: bool = False,
     confirm: Callable[[str], bool] | None = None,
     plan_only: bool = False,
+    delete_instances: Collection[str] = (),
+    config: EnvironmentConfig | None = None,
+    check_plan: Callable[[PlanResult], None] | None = None,
 ) -> DeployOutcome:
+    """Plan phase 1 of `env` and (live, confirmed) apply it.
+
+    `config` replaces the environment file's (the cutover's retire step deploys the
+    retired configuration before recording it); `delete_instances` names the instances
+    the caller agreed to delete; `check_plan` may refuse the plan before anything applies."""
     check_provider_source(provider_source)
-    config = load_config(env, image_tag)  # bad --env, config or tag: stops here
+    config = config or load_config(env, image_tag)  # bad --env, config or tag: stops here
     session = start_session(env, config, force_offline=force_offline, engine_choice=engine_choice)
     credentials, engine = session.credentials, session.engine
     timings: dict[str, float] = {}
@@ -138,6 +159,16 @@ def deploy_phase1(
             "refusing: this plan would destroy data layers — " + ", ".join(c.address for c in losses)
             + ". Nothing was applied. Undo the configuration change that causes it; a deliberate teardown is a "
             f"manual `{engine.name} destroy -target=...` in {synth.directory}")
+    unconfirmed = [] if plan_only else unconfirmed_instance_deletions(plan, delete_instances)
+    if unconfirmed:
+        names = [change.name or change.address for change in unconfirmed]
+        raise CielError(
+            "refusing: this plan deletes the instance(s) " + ", ".join(names) + ". Nothing was applied. If that is "
+            "what you want (fewer instances), rerun with " + " ".join(f"--delete-instance {name}" for name in names)
+            + "; instances are retired after a cutover by `ciel migrate cutover`, never by editing "
+            "instances_retired or traffic by hand")
+    if check_plan:
+        check_plan(plan)
     if config.phase == 2 and not force_phase1:
         raise UsageError(
             f"{env} is in phase 2: a Kapsule cluster runs beside the instances and shares these layers. The plan "
@@ -156,7 +187,7 @@ def deploy_phase1(
 
 def _apply(workspace: StackWorkspace, plan: PlanResult, credentials: creds.Credentials) -> None:
     replaced = rollout.replaced_instances(plan)
-    if len(replaced) <= 1:
+    if not replaced:
         workspace.apply(plan)
         return
     say(f"  {len(replaced)} instances are replaced: rolling them one at a time")
@@ -166,7 +197,7 @@ def _apply(workspace: StackWorkspace, plan: PlanResult, credentials: creds.Crede
     else:
         def wait() -> None:  # no load balancer: nothing routes to the API, nothing to wait for
             return None
-    rollout.roll(workspace.apply_target, replaced, wait)
+    rollout.roll(workspace.apply_targets, plan, wait)
     workspace.apply(workspace.plan())  # whatever else the approved change holds
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from ciel import credentials as creds
 from foundation.errors import CielError, UsageError
 from infra.config import EnvironmentConfig, load_environment
-from infra.config.loader import record_settings
 from migrate.engine import Cutover
 from migrate.model import Target, Thresholds
 from migrate.store import CutoverStore, MemoryStore
@@ -102,9 +101,11 @@ def plan_lines(env: str) -> list[str]:
                       instances=RecordingInstances(lines.append), cluster=RecordingCluster(lines.append),
                       prober=RecordingProber(lines.append), log=lines.append,
                       confirm_retire=lambda question: lines.append(f"  ASK: {question}") or True,
-                      retire=lambda: lines.append(f"  record in infra/environments/{env}.yaml: traffic: cluster, "
-                                                  "instances_retired: true; then `ciel deploy phase1` deletes the "
-                                                  "instances (plan shown, confirmation asked)"),
+                      retire=lambda: lines.append(
+                          "  APPLY the retired configuration: deletes the phase-1 compute only (servers, NICs, "
+                          "their addresses and boot configs, security groups, placement group); refused if the plan "
+                          f"changes anything else; then RECORD in infra/environments/{env}.yaml: traffic: cluster, "
+                          "instances_retired: true"),
                       clock=clock.time, sleep=clock.sleep)
     cutover.run(env, target, thresholds)
     lines.append("Rollback (from any state before retire): power the instances on, set the instance backend's "
@@ -126,7 +127,7 @@ def status_lines(env: str) -> list[str]:
 def live_cutover(env: str, *, confirm_retire: Callable[[str], bool], log: Callable[[str], None],
                  engine_choice: str | None = None, after_step=None) -> tuple[Cutover, Target, Thresholds]:
     """A cutover wired to the real APIs, from the core stack's outputs."""
-    from ciel.deploy import deploy_phase1
+    from ciel.retire import retire_instances
     from migrate.cluster import ClusterSide
     from migrate.instances import Instances
     from migrate.loadbalancer import LoadBalancer
@@ -146,8 +147,7 @@ def live_cutover(env: str, *, confirm_retire: Callable[[str], bool], log: Callab
     cluster = ClusterSide.connect(str(outputs["kube_host"]), str(outputs["kube_token"]), str(ca_file), log=log)
 
     def retire() -> None:
-        record_settings(env, traffic="cluster", instances_retired=True)
-        deploy_phase1(env, engine_choice=engine_choice, auto_approve=True)  # deletes the instances only
+        retire_instances(env, engine_choice=engine_choice)  # deletes the compute layer only, then records it
 
     cutover = Cutover(CutoverStore(env), lb=LoadBalancer(client, target.zone, target.lb_id, log=log),
                       instances=Instances(client, target.zone, log=log), cluster=cluster,

@@ -92,15 +92,14 @@ def deploy_phase2(
     say(f"ciel deploy phase2 --env {env}: {credentials.mode} mode, engine {engine.name} {engine.version}"
         f"{' (already in phase 2)' if current.phase == 2 else ''}")
 
-    from infra.app import synth_dir, synthesize, synthesize_workloads
+    from infra.app import synthesize, synthesize_aside, synthesize_workloads
 
     say("step 1/2 — cluster (core stack with phase 2)")
     core = synthesize(config, remote_state=remote)
     checked = 0
     if current.phase == 1:
         # Phase 1's configuration, synthesized aside, is what the cluster step must keep as is.
-        reference = json.loads((synthesize(current, remote_state=None, outdir=synth_dir(live=False).parent
-                                           / "phase1-reference").directory / "cdk.tf.json").read_text())
+        reference = synthesize_aside(current, "phase1-reference")
         altered = phase1_part_identical(reference, json.loads((core.directory / "cdk.tf.json").read_text()))
         if altered:
             raise CielError("refusing: phase 2 would alter phase-1 or shared resources: " + ", ".join(altered[:8]))

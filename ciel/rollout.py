@@ -21,6 +21,12 @@ from foundation.process import say
 from ciel.workspace import PlanResult, ResourceChange
 
 _ROLE_INDEX = re.compile(r"\.compute_(api|worker)_(\d+)_[0-9A-F]{8}$")
+# One instance is a unit of four resources (infra/constructs/compute.py, `_instance`): the
+# server `<role>_<i>`, its reserved address `<role>_<i>_address`, its boot config
+# `<role>_<i>_boot_config` and its private NIC `<role>_<i>_nic`. cdktn names each
+# `compute_<id>_<hash>`. `-target` follows dependencies, not dependents: targeting the
+# server alone would replace it and leave the new one without its NIC, off the network.
+_UNIT_PARTS = ("", "address_", "boot_config_", "nic_")
 
 
 def replaced_instances(plan: PlanResult) -> list[ResourceChange]:
@@ -31,6 +37,16 @@ def replaced_instances(plan: PlanResult) -> list[ResourceChange]:
         if change.type == "scaleway_instance_server" and match and {"delete", "create"} <= set(change.actions):
             found.append(((0 if match.group(1) == "api" else 1, int(match.group(2))), change))
     return [change for _, change in sorted(found, key=lambda item: item[0])]
+
+
+def unit_addresses(plan: PlanResult, server: ResourceChange) -> list[str]:
+    """Every resource of the instance unit `server` belongs to, as plan addresses."""
+    match = _ROLE_INDEX.search(server.address)
+    if not match:
+        raise CielError(f"{server.address} is not a phase-1 instance")
+    unit = re.compile(rf"\.compute_{match.group(1)}_{match.group(2)}_(?:{'|'.join(_UNIT_PARTS)})[0-9A-F]{{8}}$")
+    known = [rc["address"] for rc in plan.raw.get("resource_changes", [])] + [c.address for c in plan.changes]
+    return sorted({address for address in known if unit.search(address)})
 
 
 def backend_health_waiter(credentials: Credentials, lb_id: str, backend_id: str, *, timeout_s: float = 600,
@@ -57,10 +73,12 @@ def backend_health_waiter(credentials: Credentials, lb_id: str, backend_id: str,
     return wait
 
 
-def roll(apply_target: Callable[[str], None], replaced: list[ResourceChange], wait_api_healthy: Callable[[], None]) -> None:
-    for change in replaced:
+def roll(apply_targets: Callable[[list[str]], None], plan: PlanResult, wait_api_healthy: Callable[[], None]) -> None:
+    """Apply the plan's replaced instances one unit at a time, API first, each API unit
+    followed by a wait until the LB sees every API server healthy again."""
+    for change in replaced_instances(plan):
         role = "api" if ".compute_api_" in change.address else "worker"
         say(f"→ rolling {change.address} ({role})")
-        apply_target(change.address)
+        apply_targets(unit_addresses(plan, change))
         if role == "api":
             wait_api_healthy()

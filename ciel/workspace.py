@@ -19,6 +19,12 @@ class ResourceChange:
     address: str
     type: str
     actions: tuple[str, ...]  # e.g. ("create",), ("delete", "create")
+    name: str | None = None  # the resource's `name` argument before the change (what the console shows)
+
+    @property
+    def deletes_only(self) -> bool:
+        """Deleted without a successor (a replacement is a delete and a create)."""
+        return "delete" in self.actions and "create" not in self.actions
 
 
 @dataclass(frozen=True)
@@ -85,14 +91,17 @@ class StackWorkspace:
                 f":{d.get('range', {}).get('start', {}).get('line', '?')})" for d in report.get("diagnostics", []))
             raise CielError(f"the synthesized stack {self.directory.name} is invalid: {details}")
 
-    def plan(self) -> PlanResult:
-        say(f"→ {self.engine.name} plan ({self.credentials.mode})")
+    def plan(self, targets: list[str] | tuple[str, ...] = ()) -> PlanResult:
+        """The whole stack's plan, or (targets) the plan `apply_targets(targets)` would run."""
+        say(f"→ {self.engine.name} plan ({self.credentials.mode})" + (f" of {len(targets)} target(s)" if targets else ""))
         plan_file = self.directory / "plan.tfplan"
         lock = [] if self.credentials.live else ["-lock=false"]
-        self._run("plan", "-input=false", *lock, *self.color, f"-out={plan_file.name}")
+        self._run("plan", "-input=false", *lock, *self.color, *(f"-target={t}" for t in targets),
+                  f"-out={plan_file.name}")
         shown = json.loads(self._run("show", "-json", plan_file.name, capture=True).stdout)
         changes = [
-            ResourceChange(address=rc["address"], type=rc["type"], actions=tuple(rc["change"]["actions"]))
+            ResourceChange(address=rc["address"], type=rc["type"], actions=tuple(rc["change"]["actions"]),
+                           name=(rc["change"].get("before") or {}).get("name"))
             for rc in shown.get("resource_changes", [])
             if rc["change"]["actions"] != ["no-op"] and rc.get("mode", "managed") == "managed"
         ]
@@ -102,11 +111,12 @@ class StackWorkspace:
         say(f"→ {self.engine.name} apply")
         self._run("apply", "-input=false", *self.color, plan.plan_file.name)
 
-    def apply_target(self, address: str) -> None:
-        """Apply one resource (and what it depends on) — used by the rolling replacement,
-        after the user approved the whole plan."""
-        say(f"→ {self.engine.name} apply -target={address}")
-        self._run("apply", "-input=false", "-auto-approve", *self.color, f"-target={address}")
+    def apply_targets(self, addresses: list[str]) -> None:
+        """Apply these resources (and what they depend on) — used by the rolling replacement,
+        after the user approved the whole plan. What depends on a target is NOT included:
+        list every resource of the unit (ciel/rollout.py)."""
+        say(f"→ {self.engine.name} apply " + " ".join(f"-target={a}" for a in addresses))
+        self._run("apply", "-input=false", "-auto-approve", *self.color, *(f"-target={a}" for a in addresses))
 
     def outputs(self, *, include_sensitive: bool = False) -> dict[str, object]:
         """Current outputs of the stack's state. Sensitive ones only when asked (they are

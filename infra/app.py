@@ -6,6 +6,7 @@ synthesizes every environment, for those who drive CDK Terrain's own CLI.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,18 @@ def synthesize(config: EnvironmentConfig, *, remote_state: RemoteState | None, o
     """The core stack; remote_state None: offline (local throw-away state)."""
     return _synthesize_one(lambda app: CoreStack(app, config=config, remote_state=remote_state),
                            live=remote_state is not None, outdir=outdir)
+
+
+def synthesize_aside(config: EnvironmentConfig, label: str) -> dict:
+    """The core stack of `config`, synthesized offline into its own folder (never one an
+    engine runs in), as Terraform JSON: a reference to compare a real stack against."""
+    result = synthesize(config, remote_state=None, outdir=synth_dir(live=False).parent / label)
+    return json.loads((result.directory / "cdk.tf.json").read_text())
+
+
+def resource_addresses(document: dict) -> set[str]:
+    """`type.name` of every managed resource of a synthesized stack (the plan's addresses)."""
+    return {f"{type_}.{name}" for type_, resources in document.get("resource", {}).items() for name in resources}
 
 
 def synthesize_workloads(config: EnvironmentConfig, *, remote_state: RemoteState | None, include_untyped: bool,

@@ -95,8 +95,11 @@ class Cutover:
             return record
 
     def _retire(self, record: Record) -> None:
-        question = (f"Retire the phase-1 instances of {record.env}? The environment file will record that traffic "
-                    "is on the cluster, and the instances will be deleted. This cannot be rolled back.")
+        target = Target.from_dict(record.target)
+        servers = target.api_server_ids + target.worker_server_ids
+        question = (f"Retire the phase-1 instances of {record.env} — delete {len(servers)} instance(s) "
+                    f"({', '.join(servers)}) with their NICs, addresses and security groups? The environment file "
+                    "will then record that traffic is on the cluster. This cannot be rolled back.")
         if not self.confirm_retire(question):
             raise CielError("retire not confirmed: traffic and workers are on the cluster and the instances are "
                             "stopped but kept; rerun to retire (or `ciel migrate rollback`)")

@@ -28,19 +28,27 @@ def test_replacing_or_deleting_a_data_layer_is_caught():
                       "scaleway_instance_server.cache_server_C48BFD8C"]
 
 
-def test_instances_are_rolled_api_first_one_at_a_time_with_a_health_wait_after_each_api():
+def test_instances_are_rolled_api_first_one_unit_at_a_time_with_a_health_wait_after_each_api():
     plan = plan_of(
         ("scaleway_instance_server.compute_worker_0_A2C01852", "scaleway_instance_server", ("delete", "create")),
+        ("scaleway_instance_private_nic.compute_worker_0_nic_22222222", "scaleway_instance_private_nic",
+         ("delete", "create")),
         ("scaleway_instance_server.compute_api_1_11111111", "scaleway_instance_server", ("delete", "create")),
         ("scaleway_instance_server.compute_api_0_8541E40A", "scaleway_instance_server", ("delete", "create")),
         ("terraform_data.compute_api_0_boot_config_4C17A9CA", "terraform_data", ("delete", "create")),
+        ("scaleway_instance_private_nic.compute_api_0_nic_33333333", "scaleway_instance_private_nic",
+         ("delete", "create")),
+        ("scaleway_instance_private_nic.compute_api_10_nic_44444444", "scaleway_instance_private_nic",
+         ("delete", "create")),
         ("scaleway_instance_server.cache_server_C48BFD8C", "scaleway_instance_server", ("update",)),
     )
     replaced = rollout.replaced_instances(plan)
     assert [c.address.split(".")[1] for c in replaced] == [
         "compute_api_0_8541E40A", "compute_api_1_11111111", "compute_worker_0_A2C01852"]
     events = []
-    rollout.roll(lambda address: events.append(("apply", address.split(".")[1])), replaced,
-                 lambda: events.append(("wait", "")))
-    assert events == [("apply", "compute_api_0_8541E40A"), ("wait", ""), ("apply", "compute_api_1_11111111"),
-                      ("wait", ""), ("apply", "compute_worker_0_A2C01852")]
+    rollout.roll(lambda addresses: events.append(("apply", sorted(a.split(".")[1] for a in addresses))), plan,
+                 lambda: events.append(("wait", [])))
+    assert events == [
+        ("apply", ["compute_api_0_8541E40A", "compute_api_0_boot_config_4C17A9CA", "compute_api_0_nic_33333333"]),
+        ("wait", []), ("apply", ["compute_api_1_11111111"]), ("wait", []),
+        ("apply", ["compute_worker_0_A2C01852", "compute_worker_0_nic_22222222"])]

@@ -123,3 +123,24 @@ def test_image_tag_option_is_validated_before_anything_runs():
     images = [s["user_data"]["cloud-init"] for s in synthesized["resource"]["scaleway_instance_server"].values()
               if "-redis" not in s["name"]]
     assert len(images) == 2 and all("/ciel:1.4.2" in text and ":latest" not in text for text in images)
+
+
+def test_a_rollout_step_targets_the_whole_unit_of_one_instance():
+    """A targeted apply follows dependencies, not dependents: the server alone would be
+    replaced without its private NIC. A real targeted plan of the unit holds all of it."""
+    from ciel import rollout
+    from ciel.workspace import StackWorkspace
+    from toolchain import engine as engines
+
+    dev = offline_plan("dev")
+    workspace = StackWorkspace(engines.select(None), dev.plan.plan_file.parent, dev.credentials)
+    server = next(c for c in dev.plan.changes if c.type == "scaleway_instance_server" and ".compute_api_0_" in c.address)
+    unit = rollout.unit_addresses(dev.plan, server)
+    assert sorted(a.split(".")[0] for a in unit) == sorted(
+        ["scaleway_instance_server", "scaleway_instance_private_nic", "scaleway_ipam_ip", "terraform_data"])
+    targeted = {change.address for change in workspace.plan(targets=unit).changes}
+    assert set(unit) <= targeted
+    assert not any(".compute_worker_" in address for address in targeted)  # one unit, not the others
+    server_alone = {change.address for change in workspace.plan(targets=[server.address]).changes}
+    nic = next(a for a in unit if a.startswith("scaleway_instance_private_nic."))
+    assert nic not in server_alone  # what the old rollout applied

@@ -61,16 +61,13 @@ class Compute(Construct):
 
         self.api_addresses = []
         self.api_servers = []
-        # After a finished cutover the instances are retired: the next apply deletes them.
-        api_count = 0 if config.instances_retired else config.api_instance_count
-        worker_count = 0 if config.instances_retired else config.worker_instance_count
-        for index in range(api_count):
+        for index in range(config.api_instance_count):
             server, address = self._instance("api", index, config.api_instance_type, self.api_security_group,
                                              app_user_data(self.api_machine), placement_group=self.placement_group)
             self.api_servers.append(server)
             self.api_addresses.append(address)
         self.worker_servers = []
-        for index in range(worker_count):
+        for index in range(config.worker_instance_count):
             server, _ = self._instance("worker", index, config.worker_instance_type, self.worker_security_group,
                                        app_user_data(self.worker_machine))
             self.worker_servers.append(server)

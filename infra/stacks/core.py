@@ -67,16 +67,21 @@ class CoreStack(TerraformStack):
             SecretValue("sqs-secret-key", self.messaging.app_credentials.secret_key, "Queue secret key (publish/receive)"),
         ])
         self.observability = Observability(self, "observability", config=config)
-        self.compute = Compute(self, "compute", config=config, network=self.networking, image=ImageSource(
-            registry_host=f"rg.{config.region}.scw.cloud",
-            image=f"{self.registry.namespace.endpoint}/{config.image_name}:{config.image_tag}",
-            pull_password=self.registry.puller.api_key.secret_key,
-        ), app_env=self._app_env(config), logs=LogShipping(
-            push_url=self.observability.logs.push_url, token=self.observability.push_token.secret_key,
-        ) if config.ship_logs_to_cockpit else None)
+        # After a finished cutover the instances are retired: the whole compute layer (servers,
+        # their NICs, addresses and boot configs, security groups, placement group) is gone
+        # from the stack, so the retire step's apply deletes exactly it.
+        self.compute = None if config.instances_retired else Compute(
+            self, "compute", config=config, network=self.networking, image=ImageSource(
+                registry_host=f"rg.{config.region}.scw.cloud",
+                image=f"{self.registry.namespace.endpoint}/{config.image_name}:{config.image_tag}",
+                pull_password=self.registry.puller.api_key.secret_key,
+            ), app_env=self._app_env(config), logs=LogShipping(
+                push_url=self.observability.logs.push_url, token=self.observability.push_token.secret_key,
+            ) if config.ship_logs_to_cockpit else None)
         if self.edge:
-            # The LB sends traffic to the API instances' reserved addresses.
-            self.edge.instance_backend.server_ips = [address.address for address in self.compute.api_addresses]
+            # The LB sends traffic to the API instances' reserved addresses (none once retired:
+            # the cutover's drain emptied the backend, the configuration says so too).
+            self.edge.instance_backend.server_ips = [a.address for a in self.compute.api_addresses] if self.compute else []
         self.cluster = None
         if config.phase == 2:
             self.cluster = Cluster(self, "cluster", config=config, network=self.networking)
@@ -158,6 +163,9 @@ class CoreStack(TerraformStack):
                 output("cluster_backend_id", self.edge.cluster_backend.id, "Zoned ID of the LB backend of the cluster.")
         if self.edge:
             output("public_frontend_ids", [f.id for f in self.edge.frontends], "Zoned IDs of the public frontends.")
-        output("api_server_ids", [s.id for s in self.compute.api_servers], "Zoned IDs of the API instances.")
-        output("api_addresses", [a.address for a in self.compute.api_addresses], "Private IPs of the API instances.")
-        output("worker_server_ids", [s.id for s in self.compute.worker_servers], "Zoned IDs of the worker instances.")
+        compute = self.compute
+        output("api_server_ids", [s.id for s in compute.api_servers] if compute else [], "Zoned IDs of the API instances.")
+        output("api_addresses", [a.address for a in compute.api_addresses] if compute else [],
+               "Private IPs of the API instances.")
+        output("worker_server_ids", [s.id for s in compute.worker_servers] if compute else [],
+               "Zoned IDs of the worker instances.")
