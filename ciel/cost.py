@@ -62,8 +62,14 @@ def tier_figures(env: str) -> list[TierFigure]:
     return figures
 
 
-def refresh(env: str) -> dict[str, dict[str, float]]:
+def refresh(env: str) -> tuple[dict[str, dict[str, float]] | None, str]:
+    """Re-read our offers' prices from the public catalog. Returns what was found (None
+    when the catalog could not be read) and a line saying so; the dated table then stays
+    the price source."""
+    import requests
+
     from infra.pricing import load_prices, refresh_prices
+    from migrate.resilience import ApiError, RetryPolicy, call
 
     from ciel import credentials as creds
 
@@ -71,4 +77,12 @@ def refresh(env: str) -> dict[str, dict[str, float]]:
     # The catalog is public, but the SDK insists on a key pair: real ones when there are,
     # the offline placeholders otherwise.
     client = creds.detect().sdk_client(zone=config.zone, region=config.region)
-    return refresh_prices(client, load_prices(prefer_refreshed=False), config.zone, date.today().isoformat())
+    try:
+        # One quick attempt: without network there is nothing to wait for.
+        found = call("GET product catalog", lambda: refresh_prices(
+            client, load_prices(prefer_refreshed=False), config.zone, date.today().isoformat()),
+            RetryPolicy(attempts=2, first_delay=1.0, timeout=20.0), log=lambda line: None)
+    except (ApiError, OSError, requests.RequestException) as error:
+        return None, (f"Could not read Scaleway's product catalog ({error}); prices below come from the dated "
+                      "table infra/pricing/prices.yaml")
+    return found, f"Refreshed {sum(len(v) for v in found.values())} prices from the product catalog."

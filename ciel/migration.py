@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ciel import credentials as creds
+from ciel.outputs import core_outputs
 from foundation.errors import CielError, UsageError
 from infra.config import EnvironmentConfig, load_environment
 from migrate.engine import Cutover
@@ -139,7 +140,7 @@ def live_cutover(env: str, *, confirm_retire: Callable[[str], bool], log: Callab
     if not found.live:
         raise UsageError("the cutover changes the live load balancer: it needs Scaleway credentials. "
                          f"`ciel migrate plan --env {env}` shows every call without them")
-    outputs = core_outputs(env, found, engine_choice)
+    outputs = core_outputs(env, found, engine_choice, include_sensitive=True)
     target = target_from_outputs(config, outputs)
     client = found.sdk_client(zone=target.zone, region=config.region)
     ca_file = Path(tempfile.mkdtemp(prefix="ciel-kube-")) / "ca.pem"
@@ -155,19 +156,3 @@ def live_cutover(env: str, *, confirm_retire: Callable[[str], bool], log: Callab
                                         tls_server_name=config.api_hostname if config.enable_https else None), log=log, confirm_retire=confirm_retire, retire=retire,
                       after_step=after_step)
     return cutover, target, thresholds_for(config)
-
-
-def core_outputs(env: str, found: creds.Credentials, engine_choice: str | None) -> dict:
-    """The core stack's outputs from its remote state (sensitive ones included: they stay
-    in this process)."""
-    from toolchain import bindings, engine as engines
-    from ciel.workspace import StackWorkspace
-    from infra.app import synthesize
-    from infra.state import RemoteState
-
-    config = load_environment(env)
-    bindings.ensure_importable()
-    core = synthesize(config, remote_state=RemoteState.for_project(found.project_id, config.region))
-    workspace = StackWorkspace(engines.select(engine_choice), core.directory, found)
-    workspace.init()
-    return workspace.outputs(include_sensitive=True)

@@ -18,6 +18,7 @@ from infra.config import load_environment
 from infra.state import RemoteState
 
 TAGS = {"app": "ciel", "purpose": "terraform-state"}
+PROJECT_PLACEHOLDER = "<your-project-id>"
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,12 @@ def bootstrap(env: str, *, dry_run: bool = False) -> tuple[RemoteState, list[str
     """Ensure the state bucket exists, private and versioned. Returns what was done."""
     config = load_environment(env)
     found = creds.detect()
-    if not found.live:
+    if not found.live and not dry_run:
         raise UsageError("state bootstrap needs Scaleway credentials (SCW_ACCESS_KEY, SCW_SECRET_KEY, "
-                         "SCW_DEFAULT_PROJECT_ID); offline runs use a local state and need no bucket")
-    remote = RemoteState.for_project(found.project_id, config.region)
+                         "SCW_DEFAULT_PROJECT_ID); offline runs use a local state and need no bucket. "
+                         "--dry-run shows the calls without them")
+    # A dry run without credentials shows the calls with the project left as a placeholder.
+    remote = RemoteState.for_project(found.project_id if found.live else PROJECT_PLACEHOLDER, config.region)
     calls = planned_calls(remote)
     if dry_run:
         return remote, [f"would call {call} (create_bucket only if head_bucket says 404)" if call.operation == "create_bucket"

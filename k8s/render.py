@@ -20,26 +20,27 @@ def unresolved(name: str) -> str:
     return f"REPLACE-with-terraform-output-{name}"
 
 
-def gitops_inputs(config: EnvironmentConfig, outputs: dict[str, str] | None = None) -> WorkloadInputs:
-    """Inputs from the core stack's outputs where known; marked placeholders otherwise."""
+def gitops_inputs(config: EnvironmentConfig, outputs: dict[str, object] | None = None) -> WorkloadInputs:
+    """The workloads stack's inputs (the same core-stack outputs, infra/stacks/workloads.py),
+    taken from `outputs` where known and marked placeholders otherwise — never a guess: a
+    guessed S3_PUBLIC_ENDPOINT would send clients past the CDN."""
     outputs = outputs or {}
 
     def get(name: str) -> str:
         return str(outputs.get(name) or unresolved(name))
 
-    def bare(name: str) -> str:
+    def bare(name: str) -> str:  # regional IDs are "<region>/<uuid>"; the controller wants the UUID
         value = outputs.get(name)
         return str(value).split("/")[-1] if value else unresolved(name)
 
-    registry = outputs.get("registry_endpoint") or f"rg.{config.region}.scw.cloud/ciel-{config.name}"
     return WorkloadInputs(
-        image=f"{registry}/{config.image_name}:{config.image_tag}",
+        image=f"{get('registry_endpoint')}/{config.image_name}:{config.image_tag}",
         registry_host=f"rg.{config.region}.scw.cloud",
         private_network_id=bare("private_network_id"),
         ingress_ip_id=bare("cluster_ingress_ip_id"),
         s3_bucket=get("media_bucket"),
-        s3_public_endpoint=str(outputs.get("s3_public_endpoint") or f"https://s3.{config.region}.scw.cloud"),
-        queue_endpoint=str(outputs.get("queue_endpoint") or f"https://sqs.mnq.{config.region}.scaleway.com"),
+        s3_public_endpoint=get("s3_public_endpoint"),
+        queue_endpoint=get("queue_endpoint"),
         queue_url=get("queue_url"),
         secrets=None,
         docker_config_json=None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from urllib.parse import parse_qs, urlparse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -95,9 +96,10 @@ def test_refresh_reads_the_catalog_through_the_sdk_and_cost_then_uses_it(monkeyp
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("SCW_API_URL", f"http://127.0.0.1:{server.server_port}")
     try:
-        found = costs.refresh("dev")
+        found, message = costs.refresh("dev")
     finally:
         server.shutdown()
+    assert message == "Refreshed 2 prices from the product catalog."
     assert found == {"instance": {"DEV1-S": 7.3}, "load_balancer": {"LB-S": 12.5}}
     assert _Catalog.requests and _Catalog.requests[0].startswith("/product-catalog/v2alpha1/public-catalog/products")
     assert "zone=fr-par-1" in _Catalog.requests[0]
@@ -105,6 +107,18 @@ def test_refresh_reads_the_catalog_through_the_sdk_and_cost_then_uses_it(monkeyp
     assert table.price("instance", "DEV1-S") == 7.3 and table.price("instance", "DEV1-M") == 14.45
     assert "product catalog" in table.source
     refreshed_price_file().unlink()
+
+
+def test_refresh_without_network_falls_back_to_the_dated_table_and_says_so():
+    """No answer at the catalog's address (nothing listens on it): one line, no traceback."""
+    with socket.socket() as probe:  # a loopback port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = run_ciel("cost", "--env", "dev", "--refresh", env={"SCW_API_URL": f"http://127.0.0.1:{port}"})
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Could not read Scaleway's product catalog" in result.stderr and "prices.yaml" in result.stderr
+    assert "Monthly cost — dev" in result.stdout and "Price source:" in result.stdout
 
 
 def test_cost_shows_what_phase_2_adds_and_the_total_while_both_phases_run():

@@ -12,9 +12,16 @@ from k8s.workloads import SECRET_KEYS, build
 from tests.conftest import config_for
 
 
+def core_outputs_stand_in() -> dict[str, str]:
+    """Well-formed core-stack outputs (the workloads stack's offline inputs)."""
+    from infra.stacks.workloads import INPUTS
+
+    return {item.name: item.offline for item in INPUTS}
+
+
 def objects_of(env: str, **overrides) -> dict[tuple[str, str], dict]:
     config = config_for(env, **overrides)
-    return {(m["kind"], m["metadata"]["name"]): m for m in build(config, gitops_inputs(config))}
+    return {(m["kind"], m["metadata"]["name"]): m for m in build(config, gitops_inputs(config, core_outputs_stand_in()))}
 
 
 def pod_spec(objects, name: str) -> dict:
@@ -144,3 +151,31 @@ def test_manifests_translate_to_the_providers_blocks():
     assert service["spec"][0]["selector"] == {"app.kubernetes.io/name": "ciel", "app.kubernetes.io/component": "api"}
     policy = provider_arguments(objects_of("dev")[("NetworkPolicy", "api-ingress")])
     assert policy["spec"][0]["ingress"][0]["ports"] == [{"port": 8080, "protocol": "TCP"}]
+
+
+def test_render_without_outputs_marks_what_only_the_core_stack_knows_and_never_guesses(tmp_path):
+    """prod has a CDN: its public endpoint exists only once applied. A guessed bucket
+    endpoint would silently send clients past the CDN."""
+    written = render(config_for("prod"), tmp_path)
+    config_map = next(yaml.safe_load(p.read_text()) for p in written if "-configmap-" in p.name)
+    assert config_map["data"]["S3_PUBLIC_ENDPOINT"] == "REPLACE-with-terraform-output-s3_public_endpoint"
+    assert config_map["data"]["S3_BUCKET"] == "REPLACE-with-terraform-output-media_bucket"
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_render_and_the_workloads_stack_take_the_same_inputs(env, tmp_path):
+    """Every ConfigMap value the workloads stack gets from a core output, render takes from
+    the same output."""
+    from infra.stacks.workloads import WorkloadsStack
+    from tests.conftest import synth_construct
+
+    config = config_for(env, phase=2)
+    stack = synth_construct(lambda s: None, stack_factory=lambda app: WorkloadsStack(
+        app, config=config, remote_state=None, include_untyped=False))
+    (declared,) = stack["resource"]["kubernetes_config_map_v1"].values()
+    outputs = {name: f"value-of-{name}" for name in core_outputs_stand_in()}
+    rendered = next(yaml.safe_load(p.read_text()) for p in render(config, tmp_path, outputs) if "-configmap-" in p.name)
+    resolved = {key: value.replace("${var.", "value-of-").replace("}", "") if isinstance(value, str) else value
+                for key, value in declared["data"].items()}
+    assert rendered["data"] == resolved
+    assert rendered["data"]["S3_PUBLIC_ENDPOINT"] == "value-of-s3_public_endpoint"
