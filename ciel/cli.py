@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from foundation.errors import CielError
+from foundation.errors import CielError, CielWarning, UsageError
+from foundation.paths import environment_name
 
 HELP = """Deploy the Ciel backend to Scaleway and move it from instances to Kubernetes.
 
@@ -21,9 +24,11 @@ Typical use:
   ciel migrate cutover --env dev   move traffic and workers to the cluster
 
 Without Scaleway credentials (SCW_ACCESS_KEY, SCW_SECRET_KEY, SCW_DEFAULT_PROJECT_ID or
-a `scw` profile) every command works offline: it synthesizes, validates and plans with
-the real engine and provider, and applies nothing. Run `ciel doctor` to see what this
-machine has.
+a `scw` profile) the deploy and plan commands work offline: they synthesize, validate and
+plan with the real engine and provider, and apply nothing. The commands that change a
+live environment (migrate cutover and rollback, state bootstrap) need credentials; their
+dry runs (`migrate plan`, `state bootstrap --dry-run`) do not. Run `ciel doctor` to see
+what this machine has.
 """
 
 app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None, add_completion=False,
@@ -38,7 +43,16 @@ app.add_typer(state_app, name="state")
 out = Console()
 err = Console(stderr=True)
 
-EnvOption = typer.Option(..., "--env", "-e", help="Environment: a file name in infra/environments/ (dev, staging, prod).")
+def _environment_name(value: str) -> str:
+    """--env names a file; checked here, for every command, before anything is read."""
+    try:
+        return environment_name(value)
+    except UsageError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+EnvOption = typer.Option(..., "--env", "-e", callback=_environment_name,
+                         help="Environment: a file name in infra/environments/ (dev, staging, prod).")
 EngineOption = typer.Option(None, "--engine", help="terraform, tofu or auto (default: auto, or $CIEL_ENGINE).")
 OfflineOption = typer.Option(False, "--offline", help="Plan offline even if Scaleway credentials are present.")
 ProviderSourceOption = typer.Option(
@@ -202,7 +216,8 @@ def state_bootstrap(
 ) -> None:
     """Create the private, versioned state bucket of ENV's project (idempotent; deletes nothing).
 
-    Needs Scaleway credentials. The bucket is `ciel-tfstate-<project id>` in ENV's region;
+    Needs Scaleway credentials, except --dry-run (the project ID then shows as a
+    placeholder). The bucket is `ciel-tfstate-<project id>` in ENV's region;
     each environment and stack keeps its own key in it, locked with a lock file.
     """
     from ciel.state_bucket import bootstrap
@@ -210,7 +225,8 @@ def state_bootstrap(
     remote, done = bootstrap(env, dry_run=dry_run)
     for line in done:
         out.print(f"  {line}", highlight=False)
-    out.print(f"State bucket: {remote.bucket} at {remote.endpoint}" + (" (dry run: nothing called)" if dry_run else ""))
+    out.print(f"State bucket: {remote.bucket} at {remote.endpoint}" + (" (dry run: nothing called)" if dry_run else ""),
+              highlight=False, markup=False)
 
 
 @app.command("env")
@@ -241,8 +257,8 @@ def cost(
     from infra.pricing import USAGE_PRICED, total
 
     if refresh:
-        found = costs.refresh(env)
-        out.print(f"Refreshed {sum(len(v) for v in found.values())} prices from the product catalog.")
+        found, message = costs.refresh(env)
+        (out if found is not None else err).print(message, highlight=False, markup=False)
     config, table, lines = costs.environment_cost(env)
     listing = Table(title=f"Monthly cost — {env} (tier {config.tier}), prices of {table.as_of}")
     for column, justify in (("item", "left"), ("offer", "left"), ("qty", "right"), ("unit €", "right"),
@@ -284,42 +300,80 @@ app.add_typer(k8s_app, name="k8s")
 def k8s_render(
     env: str = EnvOption,
     out_dir: Optional[str] = typer.Option(None, "--out", help="Folder to write to (default: k8s/rendered/ENV)."),
+    offline: bool = typer.Option(False, "--offline", help="Do not read the core stack's outputs even if Scaleway "
+                                 "credentials are present: IDs and endpoints stay marked placeholders."),
+    engine: Optional[str] = EngineOption,
 ) -> None:
     """Write ENV's workloads as plain YAML, one file per object, in apply order.
 
-    The same objects `deploy phase2` applies. Secrets come without values (annotated with
-    where the values live); IDs known only after the core stack's apply are marked
-    REPLACE-with-terraform-output-<name>.
+    The same objects, from the same inputs, as `deploy phase2` applies. With credentials
+    the IDs and endpoints come from the core stack's outputs (its remote state); without,
+    each is marked REPLACE-with-terraform-output-<name>. Secrets come without values
+    (annotated with where the values live).
     """
     from pathlib import Path
 
+    from ciel import credentials as creds
     from foundation.paths import REPO_ROOT
     from infra.config import load_environment
     from k8s.render import render
 
+    config = load_environment(env)
+    found = creds.detect(offline)
+    outputs = None
+    if found.live:
+        from ciel.outputs import core_outputs
+
+        outputs = core_outputs(env, found, engine, include_sensitive=False)
     directory = Path(out_dir) if out_dir else REPO_ROOT / "k8s" / "rendered" / env
-    written = render(load_environment(env), directory)
+    written = render(config, directory, outputs)
     for path in written:
-        out.print(str(path), highlight=False)
-    out.print(f"{len(written)} objects written to {directory}")
+        out.print(str(path), highlight=False, markup=False)
+    out.print(f"{len(written)} objects written to {directory}", highlight=False, markup=False)
+    if outputs is None:
+        out.print("No credentials (or --offline): values known only after the core stack's apply are marked "
+                  "REPLACE-with-terraform-output-<name>.", highlight=False, markup=False)
 
 
 @app.command()
-def synth(env: str = EnvOption, offline: bool = OfflineOption) -> None:
-    """Synthesize ENV's stacks to Terraform JSON in cdktf.out/ (no engine run)."""
+def synth(
+    env: str = EnvOption,
+    offline: bool = typer.Option(False, "--offline", help="Use the throw-away local state backend (and the offline "
+                                 "output folder) even if Scaleway credentials are present."),
+    phase: Optional[int] = typer.Option(None, "--phase", min=1, max=2, help="Synthesize ENV as in this phase "
+                                        "(default: the phase its file records); 2 adds the cluster and the "
+                                        "workloads stack."),
+) -> None:
+    """Synthesize ENV's stacks to Terraform JSON; runs no engine, calls no API.
+
+    The core stack and, in phase 2, the workloads stack (KEDA objects included when
+    enable_keda). With Scaleway credentials the stacks use the remote state backend and
+    go to cdktf.out/; without (or with --offline), the local throw-away backend and
+    .ciel/offline/cdktf.out/.
+    """
     from ciel import credentials as creds
+    from infra.config import EnvironmentConfig, load_environment
     from toolchain import bindings
-    from infra.config import load_environment
 
     config = load_environment(env)
+    if phase is not None and phase != config.phase:
+        from pydantic import ValidationError
+
+        try:
+            config = EnvironmentConfig(**{**config.model_dump(), "phase": phase})
+        except ValidationError as error:
+            raise UsageError(f"--phase {phase}: {error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     found = creds.detect(offline)
     bindings.ensure_importable()
-    from infra.app import synthesize
+    from infra.app import synthesize, synthesize_workloads
     from infra.state import RemoteState
 
     remote = RemoteState.for_project(found.project_id, config.region) if found.live else None
-    result = synthesize(config, remote_state=remote)
-    out.print(f"{result.stack}: {result.directory / 'cdk.tf.json'}")
+    results = [synthesize(config, remote_state=remote)]
+    if config.phase == 2:
+        results.append(synthesize_workloads(config, remote_state=remote, include_untyped=config.enable_keda))
+    for result in results:
+        out.print(f"{result.stack}: {result.directory / 'cdk.tf.json'}", highlight=False, markup=False)
 
 
 @app.command()
@@ -329,7 +383,8 @@ def plan(
     engine: Optional[str] = EngineOption,
     provider_source: str = ProviderSourceOption,
 ) -> None:
-    """Synthesize, validate and plan ENV; never applies, even with credentials."""
+    """Synthesize, validate and plan ENV's core stack (with the cluster in phase 2);
+    never applies, even with credentials. `deploy phase2` also plans the workloads."""
     from ciel.deploy import deploy_phase1 as run_deploy
 
     outcome = run_deploy(env, force_offline=offline, engine_choice=engine, provider_source=provider_source,
@@ -375,13 +430,27 @@ def setup(
         err.print(f"  [green]ok[/green] {step.name:<30} {step.seconds:6.1f}s  {step.detail}", highlight=False, soft_wrap=True)
 
 
+_python_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our warnings (a setting that has no effect) are one line for the user, as text."""
+    if issubclass(category, CielWarning):
+        err.print(Text.assemble(("warning:", "bold yellow"), " ", str(message)), highlight=False, soft_wrap=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
 def main() -> None:
     """Entry point: our own errors become one readable line and a meaningful exit code."""
     from toolchain import node
 
     os.environ.update(node.runtime_env())  # any jsii runtime started below uses our Node
+    warnings.simplefilter("default", CielWarning)  # each distinct warning once, never an exception
+    warnings.showwarning = _show_warning
     try:
         app()
     except CielError as error:
-        err.print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
+        # The message echoes user values ("[/]", patterns like ^[a-z]...): text, never markup.
+        err.print(Text.assemble(("error:", "bold red"), " ", str(error)), highlight=False, soft_wrap=True)
         sys.exit(error.exit_code)

@@ -17,11 +17,18 @@ from ciel.outputs import core_outputs
 from foundation.errors import CielError, UsageError
 from infra.config import EnvironmentConfig, load_environment
 from migrate.engine import Cutover
-from migrate.model import Target, Thresholds
+from infra.constructs.lb_health import (HEALTH_CHECK_DELAY_SECONDS, HEALTH_CHECK_MAX_RETRIES,
+                                       HEALTH_CHECK_TIMEOUT_SECONDS)
+from migrate.model import Target, Thresholds, rollback_worst_case
 from migrate.store import CutoverStore, MemoryStore
 
-# The LB's health check marks a server down after 2 × 5 s; its server timeout is 60 s.
+# The LB's health check (infra/constructs/lb_health.py) marks a server down after
+# HEALTH_CHECK_MAX_RETRIES failed checks, HEALTH_CHECK_DELAY_SECONDS apart, each at most
+# HEALTH_CHECK_TIMEOUT_SECONDS; its server timeout is 60 s.
 LB_SERVER_TIMEOUT_SECONDS = 60
+LB_POLL_SECONDS = 2.0  # migrate.loadbalancer.LoadBalancer's poll while a change is applied
+BAKE_PROBE_REQUESTS = 5  # probes per watch read while baking: each read stays short
+NO_DATA_READS = 3  # inconclusive reads in a row that count as a failure
 
 
 def thresholds_for(config: EnvironmentConfig) -> Thresholds:
@@ -30,12 +37,33 @@ def thresholds_for(config: EnvironmentConfig) -> Thresholds:
         min_success_ratio=config.cutover_min_success_ratio,
         max_p95_ms=config.cutover_max_p95_ms,
         bake_seconds=config.cutover_bake_seconds,
-        bake_check_interval=30.0,
+        bake_check_interval=float(config.cutover_bake_check_interval_seconds),
         in_flight_seconds=LB_SERVER_TIMEOUT_SECONDS + 10,
         worker_stop_seconds=config.worker_stop_timeout_seconds,
         worker_replicas=max(config.worker_replicas, 1),
         wait_timeout=600.0,
+        bake_probe_requests=min(BAKE_PROBE_REQUESTS, config.cutover_probe_requests),
+        no_data_reads=NO_DATA_READS,
     )
+
+
+def bake_worst_case_lines(thresholds: Thresholds, frontends: int) -> list[str]:
+    """The documented worst case of a cluster failing during the bake, with this
+    environment's numbers (the LB's apply time is the LB's own: unknown here)."""
+    fixed = rollback_worst_case(fall=HEALTH_CHECK_MAX_RETRIES, check_delay=HEALTH_CHECK_DELAY_SECONDS,
+                                check_timeout=HEALTH_CHECK_TIMEOUT_SECONDS,
+                                watch_interval=thresholds.bake_check_interval, frontends=frontends,
+                                apply_seconds=LB_POLL_SECONDS)
+    return [
+        f"Bake watch: every {thresholds.bake_check_interval:g}s the cluster backend's LB health (a server up AND "
+        f"passing) and {thresholds.bake_probe_requests} probes; the first failure rolls back, "
+        f"{thresholds.no_data_reads} inconclusive reads in a row too.",
+        "Worst case from the cluster failing during the bake to every frontend back on the instances: "
+        "fall × (check delay + check timeout) + watch interval + frontends × (LB apply time + one LB poll) = "
+        f"{HEALTH_CHECK_MAX_RETRIES} × ({HEALTH_CHECK_DELAY_SECONDS}s + {HEALTH_CHECK_TIMEOUT_SECONDS}s) + "
+        f"{thresholds.bake_check_interval:g}s + {frontends} × (apply + {LB_POLL_SECONDS:g}s) = "
+        f"{fixed:g}s + {frontends} × the LB's apply time (pending → ready).",
+    ]
 
 
 def _bare(zoned_id: str) -> str:
@@ -84,7 +112,7 @@ def check_ready_for_cutover(config: EnvironmentConfig) -> None:
 def plan_lines(env: str) -> list[str]:
     """Every call and check of a cutover of `env`, in order; nothing is called."""
     from migrate.planning import (PlanClock, RecordingCluster, RecordingInstances, RecordingLoadBalancer,
-                                  RecordingProber)
+                                  RecordingProber, collapse_repeats)
 
     config = load_environment(env)
     target = placeholder_target(config)
@@ -93,9 +121,10 @@ def plan_lines(env: str) -> list[str]:
         f"Cutover plan for {env}: production on {target.frontend_ids} moves from the instances' backend to the "
         f"cluster's; preview host {target.preview_host}.",
         f"Thresholds: probes {thresholds.probe_requests} per check, success ≥ {thresholds.min_success_ratio:.1%}, "
-        f"p95 ≤ {thresholds.max_p95_ms} ms; bake {thresholds.bake_seconds:.0f}s (a check every "
-        f"{thresholds.bake_check_interval:.0f}s); in-flight window {thresholds.in_flight_seconds:.0f}s; worker stop "
+        f"p95 ≤ {thresholds.max_p95_ms} ms; bake {thresholds.bake_seconds:.0f}s (watched every "
+        f"{thresholds.bake_check_interval:g}s); in-flight window {thresholds.in_flight_seconds:.0f}s; worker stop "
         f"{thresholds.worker_stop_seconds:.0f}s. 'No data' never promotes; a failed check after the switch rolls back.",
+        *bake_worst_case_lines(thresholds, len(target.frontend_ids)),
     ]
     clock = PlanClock(lines.append)
     cutover = Cutover(MemoryStore(env), lb=RecordingLoadBalancer(lines.append, target),
@@ -110,9 +139,9 @@ def plan_lines(env: str) -> list[str]:
                       clock=clock.time, sleep=clock.sleep)
     cutover.run(env, target, thresholds)
     lines.append("Rollback (from any state before retire): power the instances on, set the instance backend's "
-                 "servers back, wait for a passing health check, point every frontend at the instances, remove the "
-                 "preview route.")
-    return lines
+                 "servers back, wait until an instance is up in the LB and passes its health check, point every "
+                 "frontend at the instances, remove the preview route.")
+    return collapse_repeats(lines)
 
 
 def status_lines(env: str) -> list[str]:

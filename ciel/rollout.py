@@ -51,8 +51,8 @@ def unit_addresses(plan: PlanResult, server: ResourceChange) -> list[str]:
 
 def backend_health_waiter(credentials: Credentials, lb_id: str, backend_id: str, *, timeout_s: float = 600,
                           poll_s: float = 10) -> Callable[[], None]:
-    """A wait until every server of the backend passes its LB health check (Scaleway API,
-    through the cutover's load balancer side: with its timeouts and retries)."""
+    """A wait until the LB holds every server of the backend up with a passing health check
+    (Scaleway API, through the cutover's load balancer side: with its timeouts and retries)."""
     from migrate.loadbalancer import LoadBalancer
 
     zone, lb = lb_id.split("/", 1)
@@ -62,8 +62,10 @@ def backend_health_waiter(credentials: Credentials, lb_id: str, backend_id: str,
     def wait() -> None:
         deadline = time.monotonic() + timeout_s
         while True:
-            states = balancer.backend_health(backend)
-            if states and all(state == "passed" for state in states.values()):
+            # Ready = the LB holds the server up AND its last check passed: a passing check
+            # alone may still be below the LB's rise count.
+            states = balancer.server_health(backend)
+            if states and all(health.ready for health in states.values()):
                 return
             if time.monotonic() > deadline:
                 raise CielError(f"rollout stopped: backend servers not healthy after {timeout_s:.0f}s: {states}. "

@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+
+from foundation.errors import UsageError, shown
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 ENVIRONMENTS_DIR = REPO_ROOT / "infra" / "environments"
+
+
+# An environment's name is also a file name, a state key and a tag value: a short label.
+ENVIRONMENT_NAME = re.compile(r"[a-z][a-z0-9-]{1,19}")
+
+
+def environment_name(name: object) -> str:
+    """`name` if it is an environment name. Every path built from one (its YAML file, its
+    cutover record) goes through here first, so a name can never reach outside its folder."""
+    if not isinstance(name, str) or not ENVIRONMENT_NAME.fullmatch(name):
+        raise UsageError(f"{shown(name)} is not an environment name: 2–20 lowercase letters, digits and '-', "
+                         "starting with a letter (the name of a file in infra/environments/, e.g. dev)")
+    return name
 
 
 def environments_dir() -> Path:

@@ -11,10 +11,16 @@ import time
 from collections.abc import Callable
 
 from scaleway import Client
-from scaleway.instance.v1 import InstanceV1API, ServerAction
+from scaleway.instance.v1 import InstanceV1API, ServerAction, ServerState
 
 from foundation.errors import CielError
 from migrate.resilience import RetryPolicy, call
+
+# The SDK's enum says `stopped_in_place` (ServerState.STOPPED_IN_PLACE); the API's JSON, which
+# the SDK passes through as it comes, says "stopped in place" (the Go SDK's value, and what the
+# provider's recorded responses hold). Either way the server is off: nothing to power off.
+STOPPED_OR_STOPPING = frozenset({ServerState.STOPPED.value, ServerState.STOPPING.value,
+                                 ServerState.STOPPED_IN_PLACE.value, "stopped in place"})
 
 
 class Instances:
@@ -35,7 +41,7 @@ class Instances:
              lambda: self.api.server_action(zone=self.zone, server_id=server_id, action=action), self.policy, self.log)
 
     def power_off(self, server_id: str) -> None:
-        if self.state(server_id) in ("stopped", "stopping", "stopped in place"):
+        if self.state(server_id) in STOPPED_OR_STOPPING:
             return
         self._action(server_id, ServerAction.POWEROFF)
 

@@ -14,6 +14,7 @@ from scaleway import Client
 from scaleway.lb.v1 import LbV1ZonedAPI
 
 from foundation.errors import CielError
+from migrate.model import ServerHealth
 from migrate.resilience import RetryPolicy, call
 
 SETTLED = "ready"
@@ -42,11 +43,12 @@ class LoadBalancer:
                 raise CielError(f"load balancer {self.lb_id} still {status} after {self.wait_timeout:.0f}s")
             time.sleep(self.poll_seconds)
 
-    def backend_health(self, backend_id: str) -> dict[str, str]:
-        """Server IP → last health check result ("passed", "failed", "unknown"...)."""
+    def server_health(self, backend_id: str) -> dict[str, ServerHealth]:
+        """Server IP → the LB's view of it: its operational state (`server_state`: running
+        is up) and its last health check (`last_health_check_status`)."""
         stats = self._call(f"GET backend-stats backend={backend_id}", lambda: self.api.list_backend_stats_all(
             zone=self.zone, lb_id=self.lb_id, backend_id=backend_id))
-        return {s.ip: str(s.last_health_check_status) for s in stats}
+        return {s.ip: ServerHealth(state=str(s.server_state), check=str(s.last_health_check_status)) for s in stats}
 
     def backend_servers(self, backend_id: str) -> list[str]:
         backend = self._call(f"GET backend {backend_id}", lambda: self.api.get_backend(zone=self.zone, backend_id=backend_id))

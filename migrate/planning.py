@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from migrate.model import ServerHealth
 from migrate.probes import ProbeResult
 
 
@@ -32,9 +33,10 @@ class RecordingLoadBalancer(_Recorder):
     def wait_settled(self) -> None:
         self.log("  API GET lb → wait until status is ready")
 
-    def backend_health(self, backend_id: str) -> dict[str, str]:
-        self.log(f"  API GET backend-stats backend={backend_id}")
-        return {ip: "passed" for ip in self.pools.get(backend_id, ["<server>"])} or {"<server>": "passed"}
+    def server_health(self, backend_id: str) -> dict[str, ServerHealth]:
+        self.log(f"  API GET backend-stats backend={backend_id} (each server: state running AND last check passed)")
+        up = ServerHealth(state="running", check="passed")
+        return {ip: up for ip in self.pools.get(backend_id, ["<server>"])} or {"<server>": up}
 
     def frontend_backend(self, frontend_id: str) -> str:
         return self.frontends[frontend_id]
@@ -87,6 +89,28 @@ class RecordingCluster(_Recorder):
 class RecordingProber(_Recorder):
     def probe(self, host_header: str | None, count: int) -> ProbeResult:
         return PlannedProbe(sent=count, succeeded=count, p95_ms=0.0)
+
+
+def collapse_repeats(lines: list[str], longest_block: int = 8, at_least: int = 3) -> list[str]:
+    """The bake's watch repeats the same few lines every interval: print one round, then
+    how many times it repeats."""
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        for size in range(1, longest_block + 1):
+            block = lines[i:i + size]
+            count = 1
+            while lines[i + count * size:i + (count + 1) * size] == block:
+                count += 1
+            if len(block) == size and count >= at_least:
+                out += block
+                out.append(f"  … the {size} line(s) above, {count - 1} more time(s)")
+                i += count * size
+                break
+        else:
+            out.append(lines[i])
+            i += 1
+    return out
 
 
 class PlanClock:

@@ -4,6 +4,7 @@ descriptor, so a crash never leaves the environment locked."""
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -12,13 +13,63 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from foundation import paths
-from foundation.errors import CielError
-from migrate.model import Record, Status
+from foundation.errors import CielError, UsageError
+from migrate.model import FORWARD, Record, Status, Target, Thresholds
+
+MAX_RECORD_BYTES = 1024 * 1024  # a record is a few KiB; anything near this is not one
+
+
+def _check_fields(part: str, data: object, kind: type) -> None:
+    if not isinstance(data, dict):
+        raise ValueError(f"{part} is not a JSON object")
+    fields = dataclasses.fields(kind)
+    required = {f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    missing, unknown = sorted(required - data.keys()), sorted(str(k)[:40] for k in data.keys() - {f.name for f in fields})
+    if missing or unknown:
+        raise ValueError(f"{part} has {'missing fields ' + ', '.join(missing) if missing else ''}"
+                         f"{' and ' if missing and unknown else ''}{'unknown fields ' + ', '.join(unknown[:5]) if unknown else ''}")
+
+
+def _parse(data: bytes) -> Record:
+    """A record from the file's bytes, or ValueError saying what is wrong with it. Checked
+    field by field: a half-written or hand-edited record must stop the cutover here, not
+    steer it (or crash it) from a later step."""
+    if len(data) > MAX_RECORD_BYTES:
+        raise ValueError(f"larger than {MAX_RECORD_BYTES // 1024} KiB")
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:  # JSONDecodeError is a ValueError
+        raise ValueError(f"not JSON ({str(error)[:120]})") from None
+    if not isinstance(raw, dict):
+        raise ValueError("not a JSON object")
+    _check_fields("the record", raw, Record)
+    record = Record.from_dict(raw)
+    _check_fields("`target`", record.target, Target)
+    _check_fields("`thresholds`", record.thresholds, Thresholds)
+    if not all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in record.thresholds.values()):
+        raise ValueError("`thresholds` holds a value that is not a number")
+    if not all(value is None or isinstance(value, str) or (isinstance(value, list) and all(
+            isinstance(item, str) for item in value)) for value in record.target.values()):
+        raise ValueError("`target` holds a value that is not text or a list of text")
+    if not isinstance(record.env, str) or not (record.switched_at is None or isinstance(record.switched_at, (int, float))) \
+            or not (record.rollback_reason is None or isinstance(record.rollback_reason, str)):
+        raise ValueError("`env`, `switched_at` or `rollback_reason` has the wrong type")
+    steps = {step.value for step in FORWARD}
+    if record.status not in {status.value for status in Status}:
+        raise ValueError(f"unknown status {str(record.status)[:40]!r}")
+    if not isinstance(record.completed, list) or not all(step in steps for step in record.completed):
+        raise ValueError("`completed` is not a list of steps")
+    if record.current is not None and record.current not in steps:
+        raise ValueError(f"unknown current step {str(record.current)[:40]!r}")
+    if not isinstance(record.history, list) or not all(
+            isinstance(entry, dict) and isinstance(entry.get("event"), str) for entry in record.history):
+        raise ValueError("`history` is not a list of events")
+    return record
 
 
 class CutoverStore:
     def __init__(self, env: str, directory: Path | None = None) -> None:
-        self.env = env
+        self.env = paths.environment_name(env)  # it names files below: never a path
         self.directory = directory or paths.work_dir() / "cutover"
         self.path = self.directory / f"{env}.json"
         self.lock_path = self.directory / f"{env}.lock"
@@ -47,7 +98,17 @@ class CutoverStore:
     def load(self) -> Record | None:
         if not self.path.exists():
             return None
-        return Record.from_dict(json.loads(self.path.read_text()))
+        try:
+            with open(self.path, "rb") as handle:
+                record = _parse(handle.read(MAX_RECORD_BYTES + 1))
+            if record.env != self.env:
+                raise ValueError(f"it is the record of {str(record.env)[:40]!r}")
+        except (OSError, ValueError) as error:
+            raise UsageError(
+                f"{self.path}: not a readable cutover record of {self.env}: {error}. Nothing was changed. Check where "
+                f"{self.env}'s traffic is (load balancer in the console), then move the file aside "
+                f"(mv {self.path} {self.path}.corrupt) and run the cutover or rollback again") from None
+        return record
 
     def save(self, record: Record) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

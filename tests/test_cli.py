@@ -82,4 +82,42 @@ def test_env_prints_the_contract_without_any_secret_value():
 def test_state_bootstrap_without_credentials_explains_why_it_cannot_run():
     result = run_ciel("state", "bootstrap", "--env", "dev")
     assert result.returncode == 2
-    assert "needs Scaleway credentials" in result.stderr
+    assert "needs Scaleway credentials" in result.stderr and "--dry-run" in result.stderr
+
+
+def test_state_bootstrap_dry_run_without_credentials_prints_the_calls_with_a_placeholder():
+    result = run_ciel("state", "bootstrap", "--env", "dev", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "would call s3.create_bucket(Bucket='ciel-tfstate-<your-project-id>'" in result.stdout
+    assert "dry run: nothing called" in result.stdout
+
+
+def test_synth_writes_the_workloads_stack_too_in_phase_2(tmp_path):
+    from pathlib import Path
+
+    work = {"CIEL_WORK_DIR": str(tmp_path)}
+    phase1 = run_ciel("synth", "--env", "dev", env=work)
+    assert phase1.returncode == 0, phase1.stderr
+    assert [line.split(":")[0] for line in phase1.stdout.splitlines()] == ["ciel-dev-core"]
+    phase2 = run_ciel("synth", "--env", "dev", "--phase", "2", env=work)
+    assert phase2.returncode == 0, phase2.stderr
+    written = dict(line.split(": ", 1) for line in phase2.stdout.splitlines())
+    assert set(written) == {"ciel-dev-core", "ciel-dev-workloads"}
+    assert all(Path(path).is_file() for path in written.values())
+    assert "scaleway_k8s_cluster" in Path(written["ciel-dev-core"]).read_text()
+    assert "kubernetes_deployment_v1" in Path(written["ciel-dev-workloads"]).read_text()
+
+
+def test_synth_phase_option_is_validated_against_the_environment(environments_dir):
+    (environments_dir / "qa.yaml").write_text("phase: 2\ntraffic: cluster\n")
+    result = run_ciel("synth", "--env", "qa", "--phase", "1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--phase 1: traffic: cluster needs phase: 2" in result.stderr
+    assert run_ciel("synth", "--env", "qa", "--phase", "3").returncode == 2
+
+
+def test_synth_help_says_what_offline_does_without_mentioning_a_plan():
+    text = run_ciel("synth", "--help").stdout
+    assert "--phase" in text and "runs no engine" in text
+    offline = text[text.index("--offline"):text.index("--phase")]
+    assert "plan" not in offline.lower() and "backend" in offline

@@ -15,7 +15,7 @@ def test_no_cluster_in_phase_1():
 def test_kapsule_cluster_is_pinned_on_the_shared_network_with_an_upgrade_window():
     stack = synth_core("dev", phase=2)
     cluster = one(stack, "scaleway_k8s_cluster")
-    assert (cluster["version"], cluster["cni"], cluster["type"]) == ("1.32", "cilium", "kapsule")
+    assert (cluster["version"], cluster["cni"], cluster["type"]) == ("1.34", "cilium", "kapsule")
     assert cluster["delete_additional_resources"] is False
     assert cluster["private_network_id"] == one(stack, "scaleway_lb")["private_network"][0]["private_network_id"]
     assert cluster["auto_upgrade"] == {"enable": True, "maintenance_window_day": "sunday",

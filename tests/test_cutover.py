@@ -75,6 +75,9 @@ THRESHOLDS = Thresholds(probe_requests=20, min_success_ratio=0.99, max_p95_ms=50
                         wait_timeout=5.0)
 
 
+LB_POLL_SECONDS = 0.02  # how often the tool reads the LB's status while a change is applied
+
+
 def make_cutover(world: World, kube: KubeApi, store_dir, *, after_step=None, confirm=True, log=None) -> Cutover:
     from infra.config.loader import record_settings
 
@@ -85,7 +88,7 @@ def make_cutover(world: World, kube: KubeApi, store_dir, *, after_step=None, con
     lines = log if log is not None else []
     return Cutover(
         CutoverStore(ENV, store_dir),
-        lb=LoadBalancer(client, ZONE, world.lb_id, log=lines.append, policy=policy, poll_seconds=0.02,
+        lb=LoadBalancer(client, ZONE, world.lb_id, log=lines.append, policy=policy, poll_seconds=LB_POLL_SECONDS,
                         wait_timeout=10),
         instances=Instances(client, ZONE, log=lines.append, policy=policy, poll_seconds=0.02),
         cluster=ClusterSide.connect(kube.url, "test-token", None, log=lines.append),
@@ -401,3 +404,197 @@ def test_the_rollouts_health_wait_uses_the_load_balancers_own_checks(world, monk
         time.sleep(0.02)  # until the LB's checks have seen it
     with pytest.raises(CielError, match="rollout stopped: backend servers not healthy"):
         backend_health_waiter(found, f"{ZONE}/{world.lb_id}", backend, timeout_s=0.5, poll_s=0.05)()
+    # Passing again, but held down by the LB (rise count not met): still not healthy.
+    api_ip = next(ip for ip, app in world.ip_apps.items() if not app.up)
+    world.held_down.add(api_ip)
+    world.ip_apps[api_ip].up = True
+    world.wait_until(lambda: world.health[api_ip] == "passed" and world.server_state[api_ip] == "starting")
+    with pytest.raises(CielError, match="rollout stopped: backend servers not healthy"):
+        backend_health_waiter(found, f"{ZONE}/{world.lb_id}", backend, timeout_s=0.5, poll_s=0.05)()
+    world.held_down.clear()
+    world.wait_until(lambda: world.server_state[api_ip] == "running")
+    backend_health_waiter(found, f"{ZONE}/{world.lb_id}", backend, timeout_s=5, poll_s=0.05)()
+
+
+# --- the cutover under load (issue 9, defects 6 to 9) ------------------------------------
+
+CLUSTER_IP = "10.0.0.200"
+
+
+def sdk_client(world: World) -> Client:
+    return Client(access_key="SCWABCDEFGHIJKLMNOPQ", secret_key="11111111-2222-4333-8444-555555555555",
+                  default_zone=ZONE, default_region="fr-par", api_url=world.api_url)
+
+
+def test_the_bake_watch_interval_is_a_validated_setting(environments_dir):
+    from ciel.migration import thresholds_for
+    from foundation.errors import CielError as ConfigError
+
+    (environments_dir / "ww.yaml").write_text("tier: mvp\nprivate_network_cidr: 10.0.0.0/24\n")
+    assert thresholds_for(load_environment("ww")).bake_check_interval == 5.0  # the LB health check's cadence
+    (environments_dir / "ww.yaml").write_text("tier: mvp\nprivate_network_cidr: 10.0.0.0/24\n"
+                                             "cutover_bake_check_interval_seconds: 2\n")
+    assert thresholds_for(load_environment("ww")).bake_check_interval == 2.0
+    for wrong in (0, 61):
+        (environments_dir / "ww.yaml").write_text("tier: mvp\nprivate_network_cidr: 10.0.0.0/24\n"
+                                                 f"cutover_bake_check_interval_seconds: {wrong}\n")
+        with pytest.raises(ConfigError, match="cutover_bake_check_interval_seconds"):
+            load_environment("ww")
+
+
+def test_migrate_plan_documents_the_bake_watch_and_its_worst_case():
+    result = run_ciel("migrate", "plan", "--env", "prod")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "bake 600s (watched every 5s)" in text
+    # fall × (check delay + check timeout) + watch interval + frontends × (apply + one LB poll)
+    assert "= 2 × (5s + 3s) + 5s + 2 × (apply + 2s) = 25s + 2 × the LB's apply time" in text
+    assert "more time(s)" in text  # the watch's rounds are not printed 120 times
+
+
+def test_a_cluster_failing_mid_bake_is_rolled_back_within_the_documented_worst_case(kube, environments_dir,
+                                                                                      tmp_path):
+    """The LB's health-check timing scaled down (a check every 0.5 s, 0.3 s timeout, down
+    after 2 failures, a change applied in 0.3 s), the watch at its smallest setting (1 s),
+    thresholds from the environment file as `ciel migrate cutover` builds them."""
+    import threading
+    import time
+
+    from ciel.migration import thresholds_for
+    from migrate.model import rollback_worst_case
+
+    (environments_dir / f"{ENV}.yaml").write_text(
+        "tier: mvp\nprivate_network_cidr: 10.0.0.0/24\nphase: 2\napi_instance_count: 2\n"
+        "cutover_bake_seconds: 20\ncutover_bake_check_interval_seconds: 1\ncutover_probe_requests: 5\n")
+    thresholds = thresholds_for(load_environment(ENV))
+    world = World(api_ips=["10.0.0.11", "10.0.0.12"], cluster_ip=CLUSTER_IP, check_interval=0.5, check_timeout=0.3,
+                  fall=2, rise=2, pending_seconds=0.3)
+    failed_at: list[float] = []
+    back_at: list[float] = []
+    done = threading.Event()
+
+    def fail_cluster() -> None:
+        failed_at.append(time.monotonic())
+        world.cluster_app.up = False
+
+    def watch_frontends() -> None:  # the moment every frontend is back on the instances, applied
+        while not done.is_set():
+            if failed_at and world.frontend_backend_name() == {"instances"} and world.lb_status() == "ready":
+                back_at.append(time.monotonic())
+                return
+            time.sleep(0.005)
+
+    def after(step: str) -> None:
+        if step == "switch":
+            threading.Timer(1.5, fail_cluster).start()  # mid-bake
+
+    watcher = threading.Thread(target=watch_frontends, daemon=True)
+    watcher.start()
+    target = target_of(world)
+    try:
+        with pytest.raises(CielError, match="rolled back during bake"):
+            make_cutover(world, kube, tmp_path, after_step=after).run(ENV, target, thresholds)
+        watcher.join(timeout=5)
+    finally:
+        done.set()
+        world.close()
+    bound = rollback_worst_case(fall=world.fall, check_delay=world.check_interval, check_timeout=world.check_timeout,
+                                watch_interval=thresholds.bake_check_interval, frontends=len(target.frontend_ids),
+                                apply_seconds=world.pending_seconds + LB_POLL_SECONDS)
+    assert failed_at and back_at
+    took = back_at[0] - failed_at[0]
+    assert took <= bound, f"back on the instances {took:.2f}s after the failure; documented worst case {bound:.2f}s"
+    record = CutoverStore(ENV, tmp_path).load()
+    assert record.status == Status.ROLLED_BACK.value and "cluster backend failed" in record.rollback_reason
+
+
+def test_a_cluster_server_passing_but_held_down_by_the_lb_is_not_switched_to(world, kube, qa_env, tmp_path):
+    """Its check passes again, but the LB holds it down until its rise count is met: not ready."""
+    make_cutover(world, kube, tmp_path).run(ENV, target_of(world), THRESHOLDS, stop_after="preview")
+    world.cluster_app.up = False
+    world.wait_until(lambda: world.server_state[CLUSTER_IP] == "stopped")
+    world.held_down.add(CLUSTER_IP)
+    world.cluster_app.up = True
+    world.wait_until(lambda: world.health[CLUSTER_IP] == "passed" and world.server_state[CLUSTER_IP] == "starting")
+    changes_before = [c for c in world.calls if c[0] != "GET"]
+    with Traffic(world.proxy_address, API_HOST) as traffic:
+        with pytest.raises(StepFailed, match="not switching"):
+            make_cutover(world, kube, tmp_path).run(ENV, target_of(world), THRESHOLDS)
+    assert [c for c in world.calls if c[0] != "GET"] == changes_before  # no frontend moved
+    assert world.frontend_backend_name() == {"instances"}
+    assert world.violations == [] and traffic.failed == []
+
+
+def test_a_rollback_waits_until_an_instance_is_up_not_only_passing(world, kube, qa_env, tmp_path):
+    """After the drain the instances are off; powered on, their checks pass before the LB
+    holds them up (rise): the frontends move back only once they are up."""
+    import threading
+    import time
+
+    cutover = make_cutover(world, kube, tmp_path)
+    cutover.run(ENV, target_of(world), THRESHOLDS, stop_after="drain")
+    instance_ips = ["10.0.0.11", "10.0.0.12"]
+    world.held_down.update(instance_ips)
+    outcome: list = []
+    with Traffic(world.proxy_address, API_HOST) as traffic:
+        rollback = threading.Thread(target=lambda: outcome.append(cutover.rollback("test")), daemon=True)
+        rollback.start()
+        world.wait_until(lambda: all(world.health[ip] == "passed" and world.server_state[ip] == "starting"
+                                     for ip in instance_ips) and world.backends["instances"]["pool"])
+        time.sleep(3 * min(1.0, THRESHOLDS.bake_check_interval))  # several reads of the instance backend
+        assert rollback.is_alive() and world.frontend_backend_name() == {"cluster"}
+        world.held_down.clear()
+        rollback.join(timeout=10)
+        world.wait_for_health()
+    assert outcome and outcome[0].status == Status.ROLLED_BACK.value
+    assert_on_instances(world)
+    assert world.violations == [] and traffic.failed == []
+
+
+@pytest.mark.parametrize("unknown_reads", [1, 2])
+def test_a_check_in_progress_during_the_bake_is_read_again_not_rolled_back(world, kube, qa_env, tmp_path,
+                                                                           unknown_reads):
+    """One cluster server, up; its check in progress reads "unknown" once or twice."""
+    def after(step: str) -> None:
+        if step == "switch":
+            world.report_unknown(CLUSTER_IP, unknown_reads)
+
+    log: list[str] = []
+    with Traffic(world.proxy_address, API_HOST) as traffic:
+        record = make_cutover(world, kube, tmp_path, after_step=after, log=log).run(ENV, target_of(world),
+                                                                                   THRESHOLDS)
+    assert record.status == Status.DONE.value
+    assert world.unknown_reads[CLUSTER_IP] == 0  # the bake did read them
+    assert sum("watch: inconclusive" in line for line in log) == unknown_reads
+    assert world.violations == [] and traffic.failed == []
+
+
+def test_no_data_read_after_read_during_the_bake_rolls_back(world, kube, qa_env, tmp_path):
+    def after(step: str) -> None:
+        if step == "switch":
+            world.report_unknown(CLUSTER_IP, 1000)
+
+    with pytest.raises(CielError, match="rolled back during bake"):
+        make_cutover(world, kube, tmp_path, after_step=after).run(ENV, target_of(world), THRESHOLDS)
+    record = CutoverStore(ENV, tmp_path).load()
+    assert record.status == Status.ROLLED_BACK.value
+    assert f"no data: {THRESHOLDS.no_data_reads} inconclusive reads in a row" in record.rollback_reason
+    assert_on_instances(world)
+
+
+def test_preflight_reads_a_check_in_progress_again(world, kube, qa_env, tmp_path):
+    world.report_unknown(CLUSTER_IP, 1)
+    record = make_cutover(world, kube, tmp_path).run(ENV, target_of(world), THRESHOLDS, stop_after="preflight")
+    assert record.completed == ["preflight"] and world.unknown_reads[CLUSTER_IP] == 0
+
+
+@pytest.mark.parametrize("state", ["stopped_in_place", "stopped in place"])  # the SDK's enum; the API's JSON
+def test_power_off_leaves_a_server_stopped_in_place_alone(world, state):
+    instances = Instances(sdk_client(world), ZONE, log=lambda line: None,
+                          policy=RetryPolicy(attempts=1, first_delay=0.01, timeout=5), poll_seconds=0.02)
+    server = next(s for s in world.instances.values() if s.role == "worker")
+    server.state = state
+    instances.power_off(server.id)
+    assert world.actions == []  # already off: no action
+    instances.power_on(server.id)
+    assert world.actions == [(server.id, "poweron")]

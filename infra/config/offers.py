@@ -29,3 +29,10 @@ DB_NODE_TYPES = (
 REDIS_NODE_TYPES = ("RED1-MICRO", "RED1-XS", "RED1-S", "RED1-M", "RED1-L")
 
 PUBLIC_GATEWAY_TYPES = ("VPC-GW-S", "VPC-GW-M")
+
+# Kapsule's Kubernetes minor versions, as the pinned provider's (2.81.0) recorded API
+# responses list them (internal/services/k8s/testdata/*.cassette.yaml: 1.32 to 1.35 in
+# June 2026, 1.33 to 1.35 in July, 1.33 to 1.36 in August). 1.32 is no longer in the newest
+# lists: kept so existing configurations load; the schema's default is 1.34, supported
+# in every 2026 list.
+K8S_VERSIONS = ("1.32", "1.33", "1.34", "1.35", "1.36")

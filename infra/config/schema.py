@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable, Iterable
 from typing import Annotated, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from foundation.errors import shown
 from infra.config import offers
 
 # Regions and their zones where every service we use (VPC, LB, RDB, Kapsule, Queues) exists.
@@ -25,23 +27,39 @@ REGION_ZONES: dict[str, tuple[str, ...]] = {
 Tier = Literal["mvp", "growth", "scale"]
 Region = Literal["fr-par", "nl-ams", "pl-waw"]
 
-_HOSTNAME = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,63}$", re.IGNORECASE)
-_ORIGIN = re.compile(r"^(https?://[a-z0-9.-]+(:\d{1,5})?|\*)$", re.IGNORECASE)
+# Used with fullmatch only: `$` also matches before a trailing newline, which would let
+# "api.example.com\n" through to a DNS record or a certificate request.
+_HOSTNAME = re.compile(r"(?=.{4,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+# What Cockpit's contact point accepts in practice: a dot-atom local part, a host name.
+_EMAIL = re.compile(r"(?=.{6,254}\Z)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+                    r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
+_ORIGIN = re.compile(r"https?://[a-z0-9.-]+(:[0-9]{1,5})?|\*", re.IGNORECASE)
+# Cockpit's preconfigured alert rules are identified by UUIDs (the provider's
+# `scaleway_cockpit_preconfigured_alert` data source lists them as preconfigured_rule_id).
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# Private networks take RFC 1918 ranges only; ipaddress's is_private also says yes to
+# loopback, link-local, carrier-grade NAT and documentation ranges.
+_RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+
+
+def _mismatches(values: list[str], pattern: re.Pattern) -> str:
+    """The first value of a list that `pattern` refuses, echoed safely (and how many more), or ''."""
+    bad = [value for value in values if not pattern.fullmatch(value)]
+    return f"{shown(bad[0])}{f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''}" if bad else ""
 
 
 def _offer(kind: str, allowed: tuple[str, ...]):
     def check(value: str) -> str:
         if value not in allowed:
-            raise ValueError(f"{value!r} is not a supported {kind}; choose one of {', '.join(allowed)}")
+            raise ValueError(f"{shown(value)} is not a supported {kind}; choose one of {', '.join(allowed)}")
         return value
 
     return AfterValidator(check)
 
 
 def _hostname(value: Optional[str]) -> Optional[str]:
-    if value is not None and not _HOSTNAME.match(value):
-        raise ValueError(f"{value!r} is not a fully qualified domain name (lowercase, e.g. ciel.example.com)")
+    if value is not None and not _HOSTNAME.fullmatch(value):
+        raise ValueError(f"{shown(value)} is not a fully qualified domain name (lowercase, e.g. ciel.example.com)")
     return value
 
 
@@ -50,6 +68,7 @@ LbType = Annotated[str, _offer("load balancer type", offers.LB_TYPES)]
 DbNodeType = Annotated[str, _offer("database node type", offers.DB_NODE_TYPES)]
 RedisNodeType = Annotated[str, _offer("managed Redis node type", offers.REDIS_NODE_TYPES)]
 GatewayType = Annotated[str, _offer("public gateway type", offers.PUBLIC_GATEWAY_TYPES)]
+K8sVersion = Annotated[str, _offer("Kapsule Kubernetes version", offers.K8S_VERSIONS)]
 Hostname = Annotated[Optional[str], AfterValidator(_hostname)]
 
 
@@ -88,10 +107,11 @@ class EnvironmentConfig(BaseModel):
 
     # --- the cutover's thresholds -------------------------------------------------------
     cutover_bake_seconds: int = Field(600, ge=0, le=86400, description="How long production runs on the cluster, watched, before draining the instances.")
+    cutover_bake_check_interval_seconds: int = Field(5, ge=1, le=60, description="How often the bake reads the cluster backend's LB health and probes production (default: the LB health check's 5 s cadence); a failure rolls back at the next read.")
     cutover_probe_requests: int = Field(50, ge=5, le=10000, description="HTTP probes per check (preview host, then public frontend).")
     cutover_min_success_ratio: float = Field(0.995, ge=0.5, le=1.0, description="Share of probes that must succeed.")
     cutover_max_p95_ms: int = Field(500, ge=10, le=60000, description="p95 latency the probes must stay under (the plan's 500 ms trigger).")
-    cutover_preview_host: Optional[str] = Field(None, description="Host header routed to the cluster during preview (default: preview-<api host> or preview.invalid).")
+    cutover_preview_host: Hostname = Field(None, description="Host header routed to the cluster during preview (default: preview-<api host> or preview.invalid).")
 
     # --- compute (phase 1) ------------------------------------------------------------
     api_instance_count: int = Field(1, ge=0, le=20, description="Instances running APP_MODE=api behind the load balancer.")
@@ -102,7 +122,7 @@ class EnvironmentConfig(BaseModel):
     ship_logs_to_cockpit: bool = Field(True, description="Ship the containers' logs to the Cockpit logs source (Grafana Alloy).")
 
     # --- cluster (phase 2) ---------------------------------------------------------------
-    k8s_version: str = Field("1.32", pattern=r"^1\.\d{2}$", description="Kapsule Kubernetes minor version (patches come from auto-upgrade).")
+    k8s_version: K8sVersion = Field("1.34", description="Kapsule Kubernetes minor version (patches come from auto-upgrade).")
     k8s_cni: Literal["cilium", "calico"] = Field("cilium", description="Cluster network plugin (Cilium enforces NetworkPolicies).")
     k8s_node_type: InstanceType = Field("DEV1-M", description="Node offer of the cluster's pool.")
     k8s_pool_min_size: int = Field(1, ge=1, le=100, description="Fewest nodes the autoscaler keeps.")
@@ -130,7 +150,7 @@ class EnvironmentConfig(BaseModel):
     use_managed_redis: bool = Field(False, description="Managed Redis (TLS) instead of Redis 7 self-managed on an instance.")
     redis_instance_type: InstanceType = Field("DEV1-S", description="Instance offer of the self-managed Redis.")
     managed_redis_node_type: RedisNodeType = Field("RED1-MICRO", description="Node offer of the managed Redis.")
-    managed_redis_version: str = Field("7.2.11", pattern=r"^7\.\d+\.\d+$",
+    managed_redis_version: str = Field("7.2.11", pattern=r"^7\.[0-9]{1,3}\.[0-9]{1,3}$",
                                        description="Managed Redis 7 engine version (check `scw redis version list`).")
 
     # --- storage and CDN --------------------------------------------------------------
@@ -167,8 +187,9 @@ class EnvironmentConfig(BaseModel):
         try:
             network = ipaddress.IPv4Network(value, strict=True)
         except ValueError as error:
-            raise ValueError(f"{value!r} is not an IPv4 network in CIDR form ({error}); example: 10.0.0.0/24") from None
-        if not network.is_private:
+            raise ValueError(f"{shown(value)} is not an IPv4 network in CIDR form ({shown(str(error))}); "
+                             "example: 10.0.0.0/24") from None
+        if not any(network.subnet_of(allowed) for allowed in _RFC1918):
             raise ValueError(f"{value} is not a private (RFC 1918) range; use one inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16")
         if not 16 <= network.prefixlen <= 28:
             raise ValueError(f"prefix /{network.prefixlen} is out of range: Scaleway private networks take /16 to /28")
@@ -177,23 +198,31 @@ class EnvironmentConfig(BaseModel):
     @field_validator("cors_allowed_origins")
     @classmethod
     def _origins(cls, value: list[str]) -> list[str]:
-        bad = [origin for origin in value if not _ORIGIN.match(origin)]
-        if bad:
-            raise ValueError(f"{bad} are not origins: use scheme://host[:port] without a path, e.g. https://app.example.com")
+        if bad := _mismatches(value, _ORIGIN):
+            raise ValueError(f"{bad} is not an origin: use scheme://host[:port] without a path, "
+                             "e.g. https://app.example.com")
+        return value
+
+    @field_validator("preconfigured_alert_ids")
+    @classmethod
+    def _alert_ids(cls, value: list[str]) -> list[str]:
+        if bad := _mismatches(value, _UUID):
+            raise ValueError(f"{bad} is not an alert rule id: ids are lowercase UUIDs (preconfigured_rule_id in `scw cockpit "
+                             "preconfigured-alert list`), e.g. 09396fbe-bddc-47a3-8072-c4246bef03c1")
         return value
 
     @field_validator("alert_email")
     @classmethod
     def _email(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and not _EMAIL.match(value):
-            raise ValueError(f"{value!r} is not an email address")
+        if value is not None and not _EMAIL.fullmatch(value):
+            raise ValueError(f"{shown(value)} is not an email address (name@example.com, no spaces)")
         return value
 
     @model_validator(mode="after")
     def _consistent(self) -> "EnvironmentConfig":
         zones = REGION_ZONES[self.region]
         if self.zone not in zones:
-            raise ValueError(f"zone {self.zone!r} is not in region {self.region}: choose one of {', '.join(zones)}")
+            raise ValueError(f"zone {shown(self.zone)} is not in region {self.region}: choose one of {', '.join(zones)}")
         if self.enable_https and not self.domain:
             raise ValueError("enable_https: a certificate needs `domain` (Let's Encrypt validates a name that points at the LB); set domain or enable_https: false")
         if self.enable_https and not self.enable_load_balancer:
@@ -208,9 +237,19 @@ class EnvironmentConfig(BaseModel):
             raise ValueError("k8s_pool_max_size: must be at least k8s_pool_min_size")
         if self.api_max_replicas < self.api_replicas or self.worker_max_replicas < self.worker_replicas:
             raise ValueError("api_max_replicas / worker_max_replicas: must be at least the matching *_replicas")
-        if self.enable_bastion and self.bastion_port == 22:
-            raise ValueError("bastion_port: 22 is reserved on the gateway; pick another")
+        if self.cutover_preview_host is not None and self.cutover_preview_host == self.api_hostname:
+            raise ValueError(f"cutover_preview_host: must differ from the API host {self.api_hostname}: the preview "
+                             "route would send all production traffic to the cluster; remove it (default: "
+                             f"preview-{self.api_hostname}) or choose another host")
+        if self.api_instance_count == 0 and self.enable_load_balancer and self.traffic == "instances":
+            raise ValueError("api_instance_count: 0 leaves the load balancer without a server while it sends "
+                             "production to the instances (traffic: instances); set at least 1")
         return self
+
+    def ignored_settings(self, written: Iterable[str]) -> list[tuple[str, str]]:
+        """The keys among `written` (those an environment file sets) that another setting
+        switches off, each with why: probably a mistake, since the author expects an effect."""
+        return [(key, reason) for key, ignored, reason in _SWITCHED_OFF if key in written and ignored(self)]
 
     @property
     def worker_stop_timeout_seconds(self) -> int:
@@ -240,3 +279,19 @@ class EnvironmentConfig(BaseModel):
     def tag_map(self, layer: str) -> dict[str, str]:
         """The same tags for resources that take a map (Object Storage)."""
         return {"app": "ciel", "environment": self.name, "layer": layer}
+
+
+# (key, when it has no effect, why): settings whose effect another setting switches off.
+_SWITCHED_OFF: tuple[tuple[str, Callable[[EnvironmentConfig], bool], str], ...] = (
+    ("bastion_port", lambda c: not c.enable_bastion, "enable_bastion is false"),
+    ("keda_messages_per_worker", lambda c: not c.enable_keda, "enable_keda is false (workers scale on CPU)"),
+    ("glacier_transition_days", lambda c: not c.enable_glacier_transition, "enable_glacier_transition is false"),
+    ("managed_redis_node_type", lambda c: not c.use_managed_redis, "use_managed_redis is false"),
+    ("managed_redis_version", lambda c: not c.use_managed_redis, "use_managed_redis is false"),
+    ("redis_instance_type", lambda c: c.use_managed_redis, "use_managed_redis is true (no Redis instance)"),
+    ("dlq_max_receive_count", lambda c: not c.enable_dlq, "enable_dlq is false"),
+    ("lb_type", lambda c: not c.enable_load_balancer, "enable_load_balancer is false"),
+    ("cutover_preview_host", lambda c: not c.enable_load_balancer,
+     "enable_load_balancer is false (the cutover moves the load balancer's traffic)"),
+    ("api_subdomain", lambda c: not c.domain, "domain is not set (no DNS record, no certificate)"),
+)

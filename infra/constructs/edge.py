@@ -11,6 +11,8 @@ from __future__ import annotations
 from constructs import Construct
 
 from infra.config import EnvironmentConfig
+from infra.constructs.lb_health import (HEALTH_CHECK_DELAY_SECONDS, HEALTH_CHECK_MAX_RETRIES,
+                                       HEALTH_CHECK_TIMEOUT_SECONDS)
 from infra.constructs.networking import Networking
 from infra.providers import scaleway
 
@@ -100,8 +102,9 @@ class Edge(Construct):
 
     def _health_checked_backend(self, id_: str, name: str, port: int, server_ips: list[str]):
         """Health check and timeouts chosen for clean draining: a server failing /health
-        twice (2 × 5 s) is marked down; its open sessions are then closed so clients
-        retry on a healthy server instead of waiting on a dead one."""
+        twice in a row (checks 5 s apart, each at most 3 s) is marked down; its open
+        sessions are then closed so clients retry on a healthy server instead of waiting on
+        a dead one."""
         backend = scaleway("lb_backend")
         return backend.LbBackend(
             self,
@@ -112,9 +115,9 @@ class Edge(Construct):
             forward_port=port,
             server_ips=server_ips,
             health_check_http=backend.LbBackendHealthCheckHttp(uri=HEALTH_PATH, code=200),
-            health_check_delay="5s",
-            health_check_timeout="3s",
-            health_check_max_retries=2,
+            health_check_delay=f"{HEALTH_CHECK_DELAY_SECONDS}s",
+            health_check_timeout=f"{HEALTH_CHECK_TIMEOUT_SECONDS}s",
+            health_check_max_retries=HEALTH_CHECK_MAX_RETRIES,
             on_marked_down_action="shutdown_sessions",
             timeout_connect="5s",
             timeout_server="60s",

@@ -6,8 +6,15 @@
 - a data plane: a real HTTP proxy that routes like the LB (host-header routes, then the
   frontend's backend, only to servers passing their health checks), in front of real
   HTTP servers standing for the API instances and the cluster's private LB;
-- a health checker that really polls each server's /health, as the LB does;
-- a watch on the invariant: every frontend routes to a backend with a passing server.
+- a health checker that really polls each server's /health, as the LB does, one schedule
+  per server (a check every `check_interval`, failed after `check_timeout`), and keeps the
+  LB's view of each server the way HAProxy does: its operational state (`server_state`:
+  running = up, stopping = up but failing, stopped = down, starting = down but passing
+  until `rise` passes in a row) apart from its last check result
+  (`last_health_check_status`, "unknown" before the first check or while one is in
+  progress). The data plane routes only to servers the LB holds up;
+- LB changes applied after `pending_polls` status reads, or after `pending_seconds`;
+- a watch on the invariant: every frontend routes to a backend with a server the LB holds up.
 
 Everything listens on 127.0.0.1 only.
 """
@@ -21,6 +28,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from http.client import HTTPConnection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
@@ -77,14 +85,21 @@ class Instance:
     changed_at: float = field(default_factory=time.monotonic)
 
 
+UP_STATES = ("running", "stopping")  # the LB sends traffic to these (HAProxy: UP, UP going down)
+
+
 class World:
     def __init__(self, *, api_ips: list[str], cluster_ip: str, worker_count: int = 1, pending_polls: int = 2,
-                 check_interval: float = 0.05, fall: int = 2, hosts: tuple[str, ...] = ("api.test",)) -> None:
+                 pending_seconds: float | None = None, check_interval: float = 0.05, check_timeout: float = 1.0,
+                 fall: int = 2, rise: int = 2, hosts: tuple[str, ...] = ("api.test",)) -> None:
         self.lock = threading.RLock()
         self.lb_id = _new_id()
+        self.lb_instance_id = _new_id()  # the LB's underlying instance, as backend-stats reports it
         self.status = "ready"
         self.pending_left = 0
         self.pending_polls = pending_polls
+        self.pending_seconds = pending_seconds
+        self.pending_until: float | None = None
         self.ip_apps: dict[str, AppServer] = {}
         self.instances: dict[str, Instance] = {}
         for index, ip in enumerate(api_ips):
@@ -108,11 +123,17 @@ class World:
             for fid, name, port in ((_new_id(), "https", 443), (_new_id(), "http-redirect", 80))
         }
         self.routes: dict[str, dict] = {}
-        self.health: dict[str, str] = {ip: "unknown" for ip in self.ip_apps}
+        self.health: dict[str, str] = {ip: "unknown" for ip in self.ip_apps}  # last check result
+        self.server_state: dict[str, str] = {ip: "stopped" for ip in self.ip_apps}  # the LB's view
+        self.state_changed_at: dict[str, datetime] = {ip: datetime.now(timezone.utc) for ip in self.ip_apps}
         self._failures: dict[str, int] = {ip: 0 for ip in self.ip_apps}
-        self.fall = fall
+        self._successes: dict[str, int] = {ip: 0 for ip in self.ip_apps}
+        self.fall, self.rise = fall, rise
+        self.held_down: set[str] = set()  # servers whose rise count is not met yet, however long they pass
+        self.unknown_reads: dict[str, int] = {}  # stats reads that find a check in progress, per server
         self.faults: list[dict] = []
         self.calls: list[tuple[str, str]] = []
+        self.actions: list[tuple[str, str]] = []  # (server id, action) of every server action
         self.violations: list[str] = []
         self.hosts = hosts
         self._rr = itertools.count()
@@ -121,9 +142,13 @@ class World:
         self.proxy_server = ThreadingHTTPServer(("127.0.0.1", 0), self._proxy_handler())
         for server in (self.api_server, self.proxy_server):
             threading.Thread(target=server.serve_forever, daemon=True).start()
-        self.check_interval = check_interval
-        threading.Thread(target=self._health_loop, daemon=True).start()
+        self.check_interval, self.check_timeout = check_interval, check_timeout
+        for ip in self.ip_apps:
+            threading.Thread(target=self._health_loop, args=(ip,), daemon=True).start()
+        threading.Thread(target=self._instances_loop, daemon=True).start()
         self.wait_for_health()
+        with self.lock:
+            self.violations.clear()  # the LB's own start, before any server was up, is no test's business
 
     # --- addresses ------------------------------------------------------------------------
 
@@ -154,43 +179,85 @@ class World:
             return {self.by_backend_id[f["backend_id"]]["name"] for f in self.frontends.values()}
 
     def wait_for_health(self, timeout: float = 5.0) -> None:
+        """Until every server has been checked and the LB holds it firmly up or down."""
         deadline = time.monotonic() + timeout
-        while any(state == "unknown" for state in self.health.values()):
+        while any(check == "unknown" for check in self.health.values()) \
+                or any(state in ("starting", "stopping") for state in self.server_state.values()):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"health checks did not settle: {self.health}")
+                raise TimeoutError(f"health checks did not settle: {self.health} {self.server_state}")
             time.sleep(0.02)
+
+    def wait_until(self, condition, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not reached: {self.health} {self.server_state}")
+            time.sleep(0.01)
+
+    def lb_status(self) -> str:
+        with self.lock:
+            self._refresh_status()
+            return self.status
+
+    def report_unknown(self, ip: str, reads: int) -> None:
+        """The next `reads` backend-stats reads find a check of `ip` in progress: its last
+        check reads "unknown" (its state does not change)."""
+        with self.lock:
+            self.unknown_reads[ip] = reads
 
     def _check_invariant(self, when: str) -> None:
         for frontend in self.frontends.values():
             pool = self.by_backend_id[frontend["backend_id"]]["pool"]
-            if not any(self.health.get(ip) == "passed" for ip in pool):
+            if not any(self.server_state.get(ip) in UP_STATES for ip in pool):
                 self.violations.append(f"{when}: frontend {frontend['name']} → "
-                                       f"{self.by_backend_id[frontend['backend_id']]['name']} {pool} {self.health}")
+                                       f"{self.by_backend_id[frontend['backend_id']]['name']} {pool} "
+                                       f"{self.server_state} {self.health}")
 
     # --- time passing ---------------------------------------------------------------------
 
-    def _health_loop(self) -> None:
+    def _health_loop(self, ip: str) -> None:
+        app = self.ip_apps[ip]
+        while not self._stop.is_set():
+            ok = False
+            try:
+                connection = HTTPConnection("127.0.0.1", app.port, timeout=self.check_timeout)
+                connection.request("GET", "/health")
+                ok = connection.getresponse().status == 200
+                connection.close()
+            except OSError:
+                ok = False
+            with self.lock:
+                self._record_check(ip, ok)
+                self._check_invariant("health change")
+            time.sleep(self.check_interval)
+
+    def _record_check(self, ip: str, ok: bool) -> None:
+        """HAProxy's counters: `fall` failures in a row take an up server down, `rise`
+        successes in a row bring a down one up; in between it is on its way."""
+        state = self.server_state[ip]
+        if ok:
+            self._failures[ip], self._successes[ip] = 0, self._successes[ip] + 1
+            self.health[ip] = "passed"
+            if state == "stopping":
+                new = "running"
+            elif state in ("stopped", "starting"):
+                new = "running" if self._successes[ip] >= self.rise and ip not in self.held_down else "starting"
+            else:
+                new = state
+        else:
+            self._successes[ip], self._failures[ip] = 0, self._failures[ip] + 1
+            self.health[ip] = "failed"
+            if state in UP_STATES:
+                new = "stopped" if self._failures[ip] >= self.fall else "stopping"
+            else:
+                new = "stopped"
+        if new != state:
+            self.server_state[ip], self.state_changed_at[ip] = new, datetime.now(timezone.utc)
+
+    def _instances_loop(self) -> None:
         while not self._stop.is_set():
             self._advance_instances()
-            for ip, app in list(self.ip_apps.items()):
-                ok = False
-                try:
-                    connection = HTTPConnection("127.0.0.1", app.port, timeout=1)
-                    connection.request("GET", "/health")
-                    ok = connection.getresponse().status == 200
-                    connection.close()
-                except OSError:
-                    ok = False
-                with self.lock:
-                    if ok:
-                        self._failures[ip] = 0
-                        self.health[ip] = "passed"
-                    else:
-                        self._failures[ip] += 1
-                        if self._failures[ip] >= self.fall:
-                            self.health[ip] = "failed"
-                    self._check_invariant("health change")
-            time.sleep(self.check_interval)
+            time.sleep(0.02)
 
     def _advance_instances(self) -> None:
         now = time.monotonic()
@@ -206,13 +273,30 @@ class World:
 
     # --- the API --------------------------------------------------------------------------
 
+    def _refresh_status(self) -> None:
+        if self.pending_until is not None and time.monotonic() >= self.pending_until:
+            self.status, self.pending_until = "ready", None
+
     def _lb_json(self) -> dict:
+        self._refresh_status()
         if self.pending_left > 0:
             self.pending_left -= 1
             if self.pending_left == 0:
                 self.status = "ready"
         return {"id": self.lb_id, "name": "ciel-test", "status": self.status, "zone": ZONE, "frontend_count": 2,
                 "backend_count": 2, "type": "lb-s", "tags": [], "ip": [], "instances": []}
+
+    def _server_stats_json(self, backend: dict, ip: str) -> dict:
+        """One BackendServerStats, as the API returns it (scaleway-sdk-go lb/v1)."""
+        check = self.health.get(ip, "unknown")
+        if self.unknown_reads.get(ip, 0) > 0:
+            self.unknown_reads[ip] -= 1
+            check = "unknown"  # a check in progress
+        state = self.server_state.get(ip, "stopped")
+        changed = self.state_changed_at.get(ip, datetime.now(timezone.utc))
+        return {"instance_id": self.lb_instance_id, "backend_id": backend["id"], "ip": ip, "server_state": state,
+                "server_state_changed_at": changed.isoformat().replace("+00:00", "Z"),
+                "last_health_check_status": check}
 
     def _backend_json(self, backend: dict) -> dict:
         return {"id": backend["id"], "name": backend["name"], "pool": list(backend["pool"]), "forward_protocol": "http",
@@ -231,9 +315,13 @@ class World:
 
     def _change(self) -> None:
         """An LB change: refused while pending, then pending for a few polls."""
+        self._refresh_status()
         if self.status != "ready":
             raise _HttpError(409, "lb is in transient state pending")
-        self.status, self.pending_left = "pending", self.pending_polls
+        if self.pending_seconds is not None:
+            self.status, self.pending_until = "pending", time.monotonic() + self.pending_seconds
+        else:
+            self.status, self.pending_left = "pending", self.pending_polls
 
     def handle(self, method: str, path: str, query: dict, body: dict) -> tuple[int, dict | None]:
         with self.lock:
@@ -253,9 +341,8 @@ class World:
         if method == "GET" and path == f"{lb}/lbs/{self.lb_id}/backend-stats":
             backend = self.by_backend_id[query["backend_id"][0]]
             page = int(query.get("page", ["1"])[0])
-            stats = [{"ip": ip, "backend_id": backend["id"], "server_state": "running",
-                      "last_health_check_status": self.health.get(ip, "unknown")} for ip in backend["pool"]]
-            return 200, {"backend_servers_stats": stats if page == 1 else [], "total_count": len(stats)}
+            stats = [self._server_stats_json(backend, ip) for ip in backend["pool"]] if page == 1 else []
+            return 200, {"backend_servers_stats": stats, "total_count": len(backend["pool"])}
         match = re.fullmatch(rf"{lb}/backends/([^/]+)(/servers)?", path)
         if match:
             backend = self.by_backend_id[match.group(1)]
@@ -302,11 +389,12 @@ class World:
 
     def _server_action(self, server: Instance, action: str) -> None:
         now = time.monotonic()
-        if action == "poweroff" and server.state == "running":
+        self.actions.append((server.id, action))
+        if action == "poweroff" and server.state in ("running", "stopped in place", "stopped_in_place"):
             server.state, server.changed_at = "stopping", now
             if server.app:
                 server.app.up = False  # the container stops first: /health fails
-        elif action == "poweron" and server.state in ("stopped", "stopping"):
+        elif action == "poweron" and server.state in ("stopped", "stopping", "stopped in place", "stopped_in_place"):
             server.state, server.changed_at = "starting", now
 
     def _api_handler(self):
@@ -349,7 +437,7 @@ class World:
             for route in self.routes.values():
                 if route["frontend_id"] == frontend["id"] and route["host"] == host:
                     backend_id = route["backend_id"]
-            passing = [ip for ip in self.by_backend_id[backend_id]["pool"] if self.health.get(ip) == "passed"]
+            passing = [ip for ip in self.by_backend_id[backend_id]["pool"] if self.server_state.get(ip) in UP_STATES]
             if not passing:
                 return None
             return self.ip_apps[passing[next(self._rr) % len(passing)]]
