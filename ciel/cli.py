@@ -292,6 +292,51 @@ def cost(
     out.print(tiers)
 
 
+lab_app = typer.Typer(help="A local Scaleway on 127.0.0.1 that the real provider and SDK apply against "
+                       "(`eval \"$(ciel lab env)\"` points ciel at it).", no_args_is_help=True)
+app.add_typer(lab_app, name="lab")
+LabPorts = {
+    "api": typer.Option(46180, "--api-port", min=1024, max=65535, help="Port of the emulated Scaleway API."),
+    "s3": typer.Option(46181, "--s3-port", min=1024, max=65535, help="Port of the emulated Object Storage (S3)."),
+    "proxy": typer.Option(46182, "--proxy-port", min=1024, max=65535,
+                          help="Port of the HTTPS proxy that answers *.scw.cloud Object Storage and Queues hosts."),
+}
+
+
+@lab_app.command("up")
+def lab_up(api_port: int = LabPorts["api"], s3_port: int = LabPorts["s3"], proxy_port: int = LabPorts["proxy"]) -> None:
+    """Start the local Scaleway in the background (harmless when it already runs); its
+    state is kept in .ciel/lab/ across restarts. Listens on 127.0.0.1 only."""
+    from lab import runner
+
+    ports, started = runner.up(runner.Ports(api_port, s3_port, proxy_port))
+    err.print(f"lab {'started' if started else 'already running'}: API http://127.0.0.1:{ports.api}. "
+              'Point ciel at it with: eval "$(ciel lab env)"', highlight=False, markup=False, soft_wrap=True)
+
+
+@lab_app.command("down")
+def lab_down() -> None:
+    """Stop the local Scaleway; no process or port is left. Its state stays for the next `up`."""
+    from lab import runner
+
+    err.print("lab stopped" if runner.down() else "lab was not running", highlight=False, markup=False)
+
+
+@lab_app.command("env")
+def lab_env() -> None:
+    """Print the shell exports that point ciel, the engine, the provider and the SDK at the
+    running lab (credentials the lab accepts: no secret)."""
+    import shlex
+
+    from lab import runner
+
+    ports = runner.running_ports()
+    if ports is None:
+        raise CielError("the lab is not running: `ciel lab up` first")
+    for name, value in runner.environment(ports).items():
+        out.print(f"export {name}={shlex.quote(value)}", highlight=False, markup=False, soft_wrap=True)
+
+
 k8s_app = typer.Typer(help="The phase-2 workloads as Kubernetes objects.", no_args_is_help=True)
 app.add_typer(k8s_app, name="k8s")
 

@@ -2,6 +2,7 @@
 part in an import cycle, so each layer can be read and tested without the ones above.
 
     ciel (the command)  →  infra, k8s, migrate  →  toolchain  →  foundation
+    ciel (the command)  →  lab (the local Scaleway)  →  foundation
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ from pathlib import Path
 
 from foundation.paths import REPO_ROOT
 
-PACKAGES = ("foundation", "toolchain", "infra", "k8s", "migrate", "ciel")
+PACKAGES = ("foundation", "toolchain", "lab", "infra", "k8s", "migrate", "ciel")
 # What each package may import from the project (besides itself).
 ALLOWED = {
     "foundation": set(),
     "toolchain": {"foundation"},
+    "lab": {"foundation"},
     "infra": {"foundation", "toolchain", "k8s"},
     "k8s": {"foundation", "infra"},
     "migrate": {"foundation"},
-    "ciel": {"foundation", "toolchain", "infra", "k8s", "migrate"},
+    "ciel": {"foundation", "toolchain", "lab", "infra", "k8s", "migrate"},
 }
 
 

@@ -1,0 +1,70 @@
+"""Running the lab in tests the way a user does: `ciel lab up` semantics (a background
+process on 127.0.0.1), then the real engine and provider against it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+
+PROVIDER_BLOCK = """
+terraform {
+  required_providers {
+    scaleway = { source = "scaleway/scaleway", version = "2.81.0" }
+  }
+}
+provider "scaleway" {
+  region = "fr-par"
+  zone   = "fr-par-1"
+}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def running_lab(work_dir: Path):
+    """A lab of its own (own folder, free ports); yields the variables `ciel lab env` prints."""
+    from lab import runner
+
+    previous = os.environ.get("CIEL_WORK_DIR")
+    os.environ["CIEL_WORK_DIR"] = str(work_dir)
+    try:
+        ports, _ = runner.up(runner.Ports(free_port(), free_port(), free_port()))
+        try:
+            yield runner.environment(ports)
+        finally:
+            runner.down()
+    finally:
+        if previous is None:
+            os.environ.pop("CIEL_WORK_DIR", None)
+        else:
+            os.environ["CIEL_WORK_DIR"] = previous
+
+
+def engine(directory: Path, lab_env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """The real engine (terraform or tofu, as `ciel` picks it) with the providers of the mirror."""
+    from toolchain import engine as engines, mirror
+
+    env = {**os.environ, **lab_env, "TF_CLI_CONFIG_FILE": str(mirror.cli_config_path("mirror")),
+           "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+    return subprocess.run([str(engines.select(None).path), *args, "-no-color"], cwd=directory, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def apply_then_replan(directory: Path, lab_env: dict[str, str], hcl: str) -> tuple[subprocess.CompletedProcess, int, str]:
+    """Write `hcl` (after the provider block), init, apply, then plan again: returns the
+    apply's result and the re-plan's exit code (0: no changes) and output."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "main.tf").write_text(PROVIDER_BLOCK + hcl)
+    init = engine(directory, lab_env, "init", "-input=false")
+    assert init.returncode == 0, init.stdout + init.stderr
+    applied = engine(directory, lab_env, "apply", "-auto-approve", "-input=false")
+    replan = engine(directory, lab_env, "plan", "-detailed-exitcode", "-input=false")
+    return applied, replan.returncode, replan.stdout + replan.stderr
