@@ -1,0 +1,9 @@
+"""(being written) — the emulated registry API."""
+
+from __future__ import annotations
+
+from lab.api import Lab
+
+
+def register(lab: Lab) -> None:
+    return None
