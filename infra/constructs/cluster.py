@@ -1,8 +1,8 @@
 """Cluster layer (phase 2): a Kapsule cluster on the shared private network.
 
 Nodes have no public IPs (egress through the public gateway). The pool autoscales and
-autoheals; node shutdowns and autoscaler scale-downs give pods the worker's full grace
-period, so a worker finishes its job before its node goes away.
+autoheals; autoscaler scale-downs give pods the worker's full grace period, so a worker
+finishes its job before its node goes away.
 
 `delete_additional_resources = false`, on purpose: deleting the cluster must never take
 block volumes (data) with it. The private LB that the cloud controller creates for the
@@ -66,9 +66,12 @@ class Cluster(Construct):
             container_runtime="containerd",
             zone=config.zone,
             wait_for_pool_ready=True,
-            upgrade_policy=pool.K8SPoolUpgradePolicy(max_surge=1, max_unavailable=0),
-            # Graceful node shutdown: pods get the worker's grace before the node stops.
-            kubelet_args={"shutdownGracePeriod": f"{grace + 30}s", "shutdownGracePeriodCriticalPods": "30s"},
+            # One node at a time, a new one first. max_unavailable stays 1 (the API's default):
+            # provider 2.81.0 never sends 0 on create, so 0 would leave a change behind every
+            # first apply; the PDBs keep the api and workers running through each drain.
+            upgrade_policy=pool.K8SPoolUpgradePolicy(max_surge=1, max_unavailable=1),
+            # No kubelet_args: Kapsule accepts only the arguments each version lists in
+            # `available_kubelet_args`, and the node shutdown grace period is not one of them.
             tags=tags,
         )
         # The cluster's entry point: a reserved private address that the cloud controller

@@ -531,7 +531,9 @@ def _server_view(lab: Lab, server: dict) -> dict:
     placement group's id only)."""
     group = lab.objects(SECURITY_GROUP).get(server["security_group"]["id"])
     placement = lab.objects(PLACEMENT_GROUP).get(server["placement_group"] or "")
-    return {**server, "security_group": {"id": server["security_group"]["id"],
+    # No admin password is ever encrypted for a Linux server: the keys are there, null.
+    return {"admin_password_encryption_ssh_key_id": None, "admin_password_encrypted_value": None,
+            **server, "security_group": {"id": server["security_group"]["id"],
                                          "name": group["name"] if group else server["security_group"]["name"]},
             "allowed_actions": ALLOWED_ACTIONS[server["state"]],
             "placement_group": _placement_group_v1(placement) if placement else None,

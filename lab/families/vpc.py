@@ -13,7 +13,7 @@ def _vpc(lab: Lab, req: Request) -> dict:
     return {"name": body.get("name") or f"vpc-{new_id()[:8]}", "project_id": body.get("project_id"),
             "tags": body.get("tags") or [], "is_default": False, "private_network_count": 0, "routing_enabled": True,
             "transitivity_enabled": bool(body.get("enable_transitivity", True)),
-            "custom_routes_propagation_enabled": True}
+            "custom_routes_propagation_enabled": True, "s3_integration_enabled": False}
 
 
 def _default_vpc(lab: Lab, region: str, project_id: str) -> str:
@@ -23,15 +23,16 @@ def _default_vpc(lab: Lab, region: str, project_id: str) -> str:
     stamp = now()
     vpc = {"id": new_id(), "name": "default", "project_id": project_id, "organization_id": project_id,
            "region": region, "tags": [], "is_default": True, "private_network_count": 0, "routing_enabled": True,
-           "transitivity_enabled": True, "custom_routes_propagation_enabled": True, "created_at": stamp,
+           "transitivity_enabled": True, "custom_routes_propagation_enabled": True, "s3_integration_enabled": False,
+           "created_at": stamp,
            "updated_at": stamp}
     lab.objects("vpc")[vpc["id"]] = vpc
     return vpc["id"]
 
 
-def _subnet(network: str, private_network_id: str, vpc_id: str, project_id: str) -> dict:
+def _subnet(network: str, private_network_id: str, vpc_id: str, project_id: str, region: str) -> dict:
     stamp = now()
-    return {"id": new_id(), "created_at": stamp, "updated_at": stamp, "subnet": network,
+    return {"id": new_id(), "created_at": stamp, "updated_at": stamp, "subnet": network, "region": region,
             "private_network_id": private_network_id, "project_id": project_id, "vpc_id": vpc_id}
 
 
@@ -48,12 +49,13 @@ def _private_network(lab: Lab, req: Request) -> dict:
             ipaddress.ip_network(text)
         except ValueError:
             raise invalid("subnets", f"{text} is not a network in CIDR notation") from None
-        subnets.append(_subnet(text, network_id, vpc_id, project))
+        subnets.append(_subnet(text, network_id, vpc_id, project, region))
     # Scaleway adds an IPv6 /64 to every private network.
     subnets.append(_subnet(f"fd46:78ab:30b8:{len(lab.objects('private_network')) % 0xffff:x}::/64", network_id,
-                           vpc_id, project))
+                           vpc_id, project, region))
     return {"id": network_id, "name": body.get("name") or f"pn-{network_id[:8]}", "project_id": project,
             "tags": body.get("tags") or [], "vpc_id": vpc_id, "subnets": subnets, "dhcp_enabled": True,
+            "has_s3_integration": False,
             "default_route_propagation_enabled": bool(body.get("default_route_propagation_enabled", False))}
 
 
