@@ -125,6 +125,8 @@ def deploy_phase2(
     offline: bool = OfflineOption,
     engine: Optional[str] = EngineOption,
     provider_source: str = ProviderSourceOption,
+    cluster_only: bool = typer.Option(False, "--cluster-only", help="Plan (and apply) the cluster step only; the "
+                                      "workloads follow with a later run, which then records `phase: 2`."),
 ) -> None:
     """Phase 2: a Kapsule cluster beside the instances, sharing their data layers and LB.
 
@@ -137,14 +139,22 @@ def deploy_phase2(
     from ciel.phase2 import deploy_phase2 as run_phase2
 
     outcome = run_phase2(env, force_offline=offline, engine_choice=engine, provider_source=provider_source,
-                         auto_approve=yes, confirm=lambda q: typer.confirm(q, default=False))
+                         auto_approve=yes, confirm=lambda q: typer.confirm(q, default=False), cluster_only=cluster_only)
     for title, plan in (("cluster step", outcome.cluster_plan), ("workloads step", outcome.workloads_plan)):
+        if plan is None:
+            continue
         out.print(f"{title}: {plan.count('create')} to add, {plan.count('update')} to change, "
                   f"{plan.count('delete')} to destroy")
     if outcome.untouched_checked:
         out.print(f"{outcome.untouched_checked} phase-1 and shared resources checked: unchanged by phase 2.")
     if outcome.applied:
         out.print(f"[green]Applied[/green] phase 2 to {env}; recorded `phase: 2`. Traffic is still on the instances.")
+    elif outcome.cluster_applied:
+        out.print(f"Applied the cluster step to {env}; the workloads step and `phase: 2` wait for a run without "
+                  "--cluster-only.", highlight=False, markup=False)
+    elif outcome.credentials.live:
+        out.print(f"Nothing to apply in the cluster step of {env}: it matches the configuration.", highlight=False,
+                  markup=False)
     else:
         out.print("[bold yellow]OFFLINE: nothing was applied[/bold yellow] and the environment's phase is unchanged.")
 

@@ -36,9 +36,10 @@ class Phase2Outcome:
     env: str
     credentials: creds.Credentials
     cluster_plan: PlanResult
-    workloads_plan: PlanResult
-    applied: bool
+    workloads_plan: PlanResult | None  # None: --cluster-only
+    applied: bool  # both steps applied and `phase: 2` recorded
     untouched_checked: int  # phase-1 and shared resources verified unchanged
+    cluster_applied: bool = False
 
 
 def is_phase2_addition(change: ResourceChange) -> bool:
@@ -83,6 +84,7 @@ def deploy_phase2(
     provider_source: str = "mirror",
     auto_approve: bool = False,
     confirm: Callable[[str], bool] | None = None,
+    cluster_only: bool = False,
 ) -> Phase2Outcome:
     check_provider_source(provider_source)
     current = load_environment(env)
@@ -115,12 +117,19 @@ def deploy_phase2(
 
     applied = False
     if credentials.live:
-        _confirm(f"Apply the cluster step ({len(cluster_plan.changes)} change(s)) to {env}?", auto_approve, confirm)
-        core_workspace.apply(cluster_plan)
+        if cluster_plan.changes:
+            _confirm(f"Apply the cluster step ({len(cluster_plan.changes)} change(s)) to {env}?", auto_approve, confirm)
+            core_workspace.apply(cluster_plan)
         inputs = _live_inputs(core_workspace.outputs(include_sensitive=True))
     else:
         inputs = _offline_inputs()
 
+    if cluster_only:
+        # The workloads come with the next run; `phase: 2` is recorded only once they are applied.
+        say("step 2/2 — workloads: skipped (--cluster-only)")
+        return Phase2Outcome(env=env, credentials=credentials, cluster_plan=cluster_plan, workloads_plan=None,
+                             applied=False, untouched_checked=checked,
+                             cluster_applied=credentials.live and bool(cluster_plan.changes))
     say("step 2/2 — workloads (kubernetes provider)")
     include_untyped = credentials.live and config.enable_keda
     if config.enable_keda and not credentials.live:
@@ -136,7 +145,8 @@ def deploy_phase2(
         record_phase(env, 2)
         applied = True
     return Phase2Outcome(env=env, credentials=credentials, cluster_plan=cluster_plan, workloads_plan=workloads_plan,
-                         applied=applied, untouched_checked=checked)
+                         applied=applied, untouched_checked=checked,
+                         cluster_applied=credentials.live and bool(cluster_plan.changes))
 
 
 def _confirm(question: str, auto_approve: bool, confirm: Callable[[str], bool] | None) -> None:

@@ -53,6 +53,10 @@ class StackWorkspace:
             "TF_IN_AUTOMATION": "1",
             "TF_INPUT": "0",
             "CHECKPOINT_DISABLE": "1",
+            # The Scaleway provider gives its S3 and SQS clients an HTTP client of its own, to
+            # which the AWS SDK refuses to add a CA bundle: a machine-wide AWS_CA_BUNDLE makes
+            # every bucket and queue fail. Empty means unset to the Go SDK; system CAs apply.
+            "AWS_CA_BUNDLE": "",
             **credentials.engine_environment(),
             # Inputs of the stack (values may be secrets: the environment, never argv or files).
             **{f"TF_VAR_{name}": value for name, value in (variables or {}).items()},

@@ -2,7 +2,9 @@
 
 Its files live in the checkout's work folder (`.ciel/lab/`, or $CIEL_WORK_DIR/lab):
 state.json (what the lab holds, kept across restarts), lab.pid, lab.json (its ports),
-lab.log, and the CA that the Object Storage proxy signs with.
+lab.log, moto-recording.jsonl (Object Storage and Queues requests, replayed at start so
+buckets and queues survive a restart), and the CA that the Object Storage proxy signs
+with (ca.pem; its key in ca-key.pem, 0600).
 """
 
 from __future__ import annotations
@@ -68,9 +70,14 @@ def _port_free(port: int) -> bool:
 
 
 def _answers(ports: Ports) -> bool:
+    """The API answers and Object Storage and the proxy accept connections (they start
+    after the API: moto replays its recording first)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{ports.api}/lab/v1/shapes", timeout=1):
-            return True
+            pass
+        for port in (ports.s3, ports.proxy):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
     except OSError:
         return False
 
@@ -138,8 +145,11 @@ def environment(ports: Ports) -> dict[str, str]:
         "SCW_SECRET_KEY": LAB_SECRET_KEY,
         "SCW_DEFAULT_PROJECT_ID": LAB_PROJECT_ID,
         "SCW_DEFAULT_ORGANIZATION_ID": LAB_PROJECT_ID,
-        # The state backend and `ciel state bootstrap` talk to the lab's S3 directly.
+        # The state backend and `ciel state bootstrap` talk to the lab's S3 directly; the
+        # backend signs with the AWS variables (Object Storage takes the Scaleway keys).
         "CIEL_S3_ENDPOINT": f"http://127.0.0.1:{ports.s3}",
+        "AWS_ACCESS_KEY_ID": LAB_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": LAB_SECRET_KEY,
         # The provider builds https://s3.<region>.scw.cloud and the queues' endpoint itself;
         # Go's transport sends them through this proxy and trusts the lab's CA.
         "HTTPS_PROXY": f"http://127.0.0.1:{ports.proxy}",

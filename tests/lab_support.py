@@ -53,7 +53,7 @@ def engine(directory: Path, lab_env: dict[str, str], *args: str) -> subprocess.C
     from toolchain import engine as engines, mirror
 
     env = {**os.environ, **lab_env, "TF_CLI_CONFIG_FILE": str(mirror.cli_config_path("mirror")),
-           "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+           "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1", "AWS_CA_BUNDLE": ""}  # as ciel/workspace.py
     return subprocess.run([str(engines.select(None).path), *args, "-no-color"], cwd=directory, env=env,
                           capture_output=True, text=True, timeout=900)
 

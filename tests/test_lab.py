@@ -49,7 +49,8 @@ def test_lab_up_twice_is_harmless_down_leaves_no_port_and_a_taken_port_is_a_clea
     for port in ports:  # nothing listens any more
         with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", int(port)), timeout=2):
             pass
-    with socket.socket() as holder:
+    with socket.socket() as holder:  # another program listening on the API port
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past the lab's TIME_WAIT connections
         holder.bind(("127.0.0.1", int(ports[0])))
         holder.listen()
         taken = run_ciel("lab", "up", *args, env=env)
