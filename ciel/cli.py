@@ -205,6 +205,27 @@ def migrate_status(env: str = EnvOption) -> None:
         out.print(line, highlight=False, markup=False)
 
 
+@migrate_app.command("unlock")
+def migrate_unlock(
+    env: str = EnvOption,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Remove the lock of ENV's cutover left by a run that died (a lock in Object Storage
+    outlives its process). Shows who holds it and asks first; the record is kept, so the
+    next `migrate cutover` resumes and `migrate rollback` still works."""
+    from ciel.state_bucket import cutover_store
+
+    store = cutover_store(env)
+    holder = store.holder()
+    if holder is None:
+        out.print(f"{env}: no cutover lock held.", highlight=False, markup=False)
+        return
+    if not yes and not typer.confirm(f"Remove the lock held by {holder}? Only if that run is dead.", default=False):
+        raise CielError("not unlocked: confirmation declined")
+    store.unlock()
+    out.print(f"{env}: lock of {holder} removed.", highlight=False, markup=False)
+
+
 @migrate_app.command("rollback")
 def migrate_rollback(
     env: str = EnvOption,

@@ -90,9 +90,9 @@ def check_provider_source(provider_source: str) -> None:
 
 
 def start_session(env: str, config: EnvironmentConfig, *, force_offline: bool, engine_choice: str | None) -> Session:
-    """After the inputs are validated: refuse during a cutover, find credentials, engine and
-    bindings, prepare the jsii runtime, and (live) check the state bucket exists."""
-    refuse_if_cutover_in_progress(env)
+    """After the inputs are validated: find credentials, engine and bindings, prepare the
+    jsii runtime, (live) check the state bucket exists, and refuse during a cutover (its
+    record lives beside the state)."""
     credentials = creds.detect(force_offline)
     engine = engines.select(engine_choice)
     bindings.ensure_importable()
@@ -101,6 +101,7 @@ def start_session(env: str, config: EnvironmentConfig, *, force_offline: bool, e
     if remote_state and not state_bucket.exists(remote_state, credentials):
         raise CielError(f"the state bucket {remote_state.bucket} does not exist (or is not readable with these "
                         f"credentials): run `ciel state bootstrap --env {env}` first")
+    refuse_if_cutover_in_progress(env, state_bucket.cutover_store(env, credentials))
     return Session(credentials=credentials, engine=engine, remote_state=remote_state)
 
 

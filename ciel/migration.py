@@ -20,7 +20,8 @@ from migrate.engine import Cutover
 from infra.constructs.lb_health import (HEALTH_CHECK_DELAY_SECONDS, HEALTH_CHECK_MAX_RETRIES,
                                        HEALTH_CHECK_TIMEOUT_SECONDS)
 from migrate.model import Target, Thresholds, rollback_worst_case
-from migrate.store import CutoverStore, MemoryStore
+from ciel.state_bucket import cutover_store
+from migrate.store import MemoryStore
 
 # The LB's health check (infra/constructs/lb_health.py) marks a server down after
 # HEALTH_CHECK_MAX_RETRIES failed checks, HEALTH_CHECK_DELAY_SECONDS apart, each at most
@@ -145,7 +146,7 @@ def plan_lines(env: str) -> list[str]:
 
 
 def status_lines(env: str) -> list[str]:
-    record = CutoverStore(env).load()
+    record = cutover_store(env).load()
     if record is None:
         return [f"{env}: no cutover recorded (traffic: {load_environment(env).traffic})"]
     lines = [f"{env}: {record.state}" + (f" (current step: {record.current})" if record.current else "")
@@ -179,7 +180,7 @@ def live_cutover(env: str, *, confirm_retire: Callable[[str], bool], log: Callab
     def retire() -> None:
         retire_instances(env, engine_choice=engine_choice)  # deletes the compute layer only, then records it
 
-    cutover = Cutover(CutoverStore(env), lb=LoadBalancer(client, target.zone, target.lb_id, log=log),
+    cutover = Cutover(cutover_store(env, found), lb=LoadBalancer(client, target.zone, target.lb_id, log=log),
                       instances=Instances(client, target.zone, log=log), cluster=cluster,
                       prober=HttpProber(target.lb_address,
                                         tls_server_name=config.api_hostname if config.enable_https else None), log=log, confirm_retire=confirm_retire, retire=retire,

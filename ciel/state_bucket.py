@@ -33,7 +33,7 @@ class Call:
         return f"s3.{self.operation}({args})"
 
 
-def _client(remote: RemoteState, found: creds.Credentials, *, attempts: int = 5):
+def s3_client(remote: RemoteState, found: creds.Credentials, *, attempts: int = 5):
     import boto3
     from botocore.config import Config
 
@@ -76,7 +76,7 @@ def bootstrap(env: str, *, dry_run: bool = False) -> tuple[RemoteState, list[str
 
     from botocore.exceptions import ClientError
 
-    client = _client(remote, found)
+    client = s3_client(remote, found)
     done: list[str] = []
     try:
         try:
@@ -110,7 +110,19 @@ def exists(remote: RemoteState, found: creds.Credentials) -> bool:
     from botocore.exceptions import ClientError
 
     try:
-        _client(remote, found, attempts=3).head_bucket(Bucket=remote.bucket)
+        s3_client(remote, found, attempts=3).head_bucket(Bucket=remote.bucket)
         return True
     except ClientError:
         return False
+
+
+def cutover_store(env: str, found: creds.Credentials | None = None):
+    """Where ENV's cutover record and lock live: beside its Terraform state in Object Storage
+    when live (every operator sees them), the checkout's .ciel/cutover/ when offline."""
+    from migrate.store import CutoverStore, SharedCutoverStore
+
+    found = found or creds.detect()
+    if not found.live:
+        return CutoverStore(env)
+    remote = RemoteState.for_project(found.project_id, load_environment(env).region)
+    return SharedCutoverStore(env, s3_client(remote, found), remote.bucket)

@@ -1,6 +1,10 @@
-"""The cutover's record on disk: one JSON file per environment, written atomically, and a
-lock so two runs cannot interleave. A killed process releases its lock with its file
-descriptor, so a crash never leaves the environment locked."""
+"""The cutover's record and lock.
+
+Live, they sit beside the Terraform state in Object Storage (`SharedCutoverStore`): one
+record per environment, and a lock taken with a conditional write (If-None-Match), so an
+operator on another checkout or machine sees the cutover and cannot start a second one.
+Offline and in tests of the engine, a file per environment in the checkout
+(`CutoverStore`), locked with flock."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import dataclasses
 import fcntl
 import json
 import os
+import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -95,6 +100,10 @@ class CutoverStore:
             fcntl.flock(handle, fcntl.LOCK_UN)
             handle.close()
 
+    def holder(self) -> None:
+        """A file lock goes with its process: a run that died holds nothing."""
+        return None
+
     def load(self) -> Record | None:
         if not self.path.exists():
             return None
@@ -123,6 +132,82 @@ class CutoverStore:
         self.path.unlink(missing_ok=True)
 
 
+class SharedCutoverStore:
+    """The record and lock in the state bucket: `<env>/cutover.json`, `<env>/cutover.lock`.
+
+    The lock is an object created only if absent; a run that dies keeps it (unlike a file
+    lock), so it names its holder and `ciel migrate unlock` removes it after asking."""
+
+    def __init__(self, env: str, client, bucket: str) -> None:
+        self.env = paths.environment_name(env)
+        self.client, self.bucket = client, bucket
+        self.key, self.lock_key = f"{self.env}/cutover.json", f"{self.env}/cutover.lock"
+
+    @property
+    def location(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def _error_code(self, error) -> str:
+        return str(error.response.get("Error", {}).get("Code", ""))
+
+    def holder(self) -> str | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self.lock_key)["Body"].read(512).decode(
+                "utf-8", errors="replace")
+        except ClientError as error:
+            if self._error_code(error) in ("NoSuchKey", "404"):
+                return None
+            raise
+
+    @contextmanager
+    def lock(self):
+        from botocore.exceptions import ClientError
+
+        me = f"{os.environ.get('USER', 'someone')}@{socket.gethostname()} pid {os.getpid()} since " \
+             f"{time.strftime('%Y-%m-%dT%H:%M:%S')}"
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self.lock_key, Body=me.encode(), IfNoneMatch="*")
+        except ClientError as error:
+            if self._error_code(error) not in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                raise
+            raise CielError(f"another cutover run of {self.env} holds the lock ({self.holder() or 'unknown'}); wait "
+                            f"for it to finish. If that run is dead: `ciel migrate unlock --env {self.env}`") from None
+        try:
+            yield
+        finally:
+            self.unlock()
+
+    def unlock(self) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.lock_key)
+
+    def load(self) -> Record | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            data = self.client.get_object(Bucket=self.bucket, Key=self.key)["Body"].read(MAX_RECORD_BYTES + 1)
+        except ClientError as error:
+            if self._error_code(error) in ("NoSuchKey", "404"):
+                return None
+            raise
+        try:
+            record = _parse(data)
+            if record.env != self.env:
+                raise ValueError(f"it is the record of {str(record.env)[:40]!r}")
+        except ValueError as error:
+            raise UsageError(f"{self.location}: not a readable cutover record of {self.env}: {error}. Nothing was "
+                             "changed. The bucket is versioned: restore the previous version of the object") from None
+        return record
+
+    def save(self, record: Record) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self.key, ContentType="application/json",
+                               Body=json.dumps(record.to_dict(), indent=2, sort_keys=True).encode())
+
+    def clear(self) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.key)
+
+
 class MemoryStore:
     """For the dry run: the same interface, nothing written."""
 
@@ -144,9 +229,9 @@ class MemoryStore:
         self.record = None
 
 
-def refuse_if_cutover_in_progress(env: str) -> None:
+def refuse_if_cutover_in_progress(env: str, store=None) -> None:
     """Deploys must not fight a cutover in flight (they would move the frontends back)."""
-    record = CutoverStore(env).load()
+    record = (store or CutoverStore(env)).load()
     retiring = record is not None and record.current == "retire"  # retire itself applies the core stack
     if record and record.status in (Status.IN_PROGRESS.value, Status.ROLLING_BACK.value) and record.completed \
             and not retiring:

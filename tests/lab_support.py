@@ -40,6 +40,7 @@ def running_lab(work_dir: Path):
         try:
             yield runner.environment(ports)
         finally:
+            os.environ["CIEL_WORK_DIR"] = str(work_dir)  # the test may have pointed it elsewhere
             runner.down()
     finally:
         if previous is None:
