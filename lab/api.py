@@ -147,11 +147,20 @@ class Lab:
     def objects(self, kind: Kind | str) -> dict[str, dict]:
         return self.store.collection(kind if isinstance(kind, str) else kind.resource)
 
-    def get(self, kind: Kind | str, object_id: str) -> dict:
+    def get(self, kind: Kind | str, object_id: str, *, resource: str | None = None) -> dict:
+        """The object, or the 404 naming `resource` (the API's name for it, when the lab's
+        collection is named otherwise)."""
         name = kind if isinstance(kind, str) else kind.resource
         found = self.store.collection(name).get(object_id)
         if found is None:
-            raise not_found(name, object_id)
+            raise not_found(resource or name, object_id)
+        return found
+
+    def get_settled(self, kind: Kind | str, object_id: str, *, resource: str, settled: str = "ready") -> dict:
+        """The object, or the 409 the real API answers to a change while it is busy."""
+        found = self.get(kind, object_id, resource=resource)
+        if found.get("status") != settled:
+            raise transient(resource, object_id, str(found.get("status")))
         return found
 
     def set_transient(self, kind: Kind, obj: dict, status: str | None = None) -> None:
@@ -269,6 +278,15 @@ def matches(obj: dict, req: Request) -> bool:
         elif str(field_value).lower() != values[0].lower():
             return False
     return True
+
+
+def copy_fields(target: dict, body: dict, names: tuple[str, ...]) -> dict:
+    """An update: the named fields the request sets (not null), and the update time."""
+    for name in names:
+        if body.get(name) is not None:
+            target[name] = body[name]
+    target["updated_at"] = now()
+    return target
 
 
 def pick(body: dict, defaults: dict) -> dict:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 import random
 
-from lab.api import ApiError, Lab, Request, invalid, new_id, not_found, now, route
+from lab.api import ApiError, Lab, Request, copy_fields, invalid, new_id, not_found, now, route
 
 COLLECTION = "ip"
 BASE = "/ipam/v1/regions/{region}/ips"
@@ -165,11 +165,7 @@ def _get(lab: Lab, req: Request) -> tuple[int, dict]:
 
 
 def _update(lab: Lab, req: Request) -> tuple[int, dict]:
-    ip = lab.get(COLLECTION, req.params["id"])
-    for field in ("tags", "reverses"):
-        if req.json.get(field) is not None:
-            ip[field] = req.json[field]
-    ip["updated_at"] = now()
+    ip = copy_fields(lab.get(COLLECTION, req.params["id"]), req.json, ("tags", "reverses"))
     lab.store.save()
     return 200, ip
 

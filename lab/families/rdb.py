@@ -263,17 +263,11 @@ def _engine_port(instance: dict) -> int:
 
 
 def _instance_of(lab: Lab, instance_id: str) -> dict:
-    found = lab.objects(INSTANCE).get(instance_id)
-    if found is None:
-        raise not_found("instance", instance_id)
-    return found
+    return lab.get(INSTANCE, instance_id, resource="instance")
 
 
 def _ready_instance(lab: Lab, instance_id: str) -> dict:
-    instance = _instance_of(lab, instance_id)
-    if instance["status"] != "ready":
-        raise transient("instance", instance_id, instance["status"])
-    return instance
+    return lab.get_settled(INSTANCE, instance_id, resource="instance")
 
 
 def _instance_view(lab: Lab, instance: dict) -> dict:
@@ -597,17 +591,11 @@ def _list_privileges(lab: Lab, req: Request) -> tuple[int, dict]:
 
 
 def _replica_of(lab: Lab, replica_id: str) -> dict:
-    found = lab.objects(REPLICA).get(replica_id)
-    if found is None:
-        raise not_found("read_replica", replica_id)
-    return found
+    return lab.get(REPLICA, replica_id, resource="read_replica")
 
 
 def _ready_replica(lab: Lab, replica_id: str) -> dict:
-    replica = _replica_of(lab, replica_id)
-    if replica["status"] != "ready":
-        raise transient("read_replica", replica_id, replica["status"])
-    return replica
+    return lab.get_settled(REPLICA, replica_id, resource="read_replica")
 
 
 def _replica_view(replica: dict) -> dict:

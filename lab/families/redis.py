@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from lab.api import ApiError, Kind, Lab, Request, invalid, new_id, not_found, now, route, transient
+from lab.api import ApiError, Kind, Lab, Request, invalid, new_id, now, route
 from lab.families.rdb import (certificate_file, check_password, ipv4_subnet, public_address, release_address,
                               reserve_address)
 
@@ -193,17 +193,11 @@ def _create(lab: Lab, req: Request) -> tuple[int, dict]:
 
 
 def _cluster_of(lab: Lab, cluster_id: str) -> dict:
-    found = lab.objects(CLUSTER).get(cluster_id)
-    if found is None:
-        raise not_found("cluster", cluster_id)
-    return found
+    return lab.get(CLUSTER, cluster_id, resource="cluster")
 
 
 def _ready_cluster(lab: Lab, cluster_id: str) -> dict:
-    cluster = _cluster_of(lab, cluster_id)
-    if cluster["status"] != "ready":
-        raise transient("cluster", cluster_id, cluster["status"])
-    return cluster
+    return lab.get_settled(CLUSTER, cluster_id, resource="cluster")
 
 
 def _changed(lab: Lab, cluster: dict, status: str) -> None:

@@ -18,7 +18,7 @@ import base64
 import binascii
 import posixpath
 
-from lab.api import ApiError, Handler, Lab, Request, invalid, new_id, not_found, now, route
+from lab.api import ApiError, Handler, Lab, Request, copy_fields, invalid, new_id, not_found, now, route
 
 SECRETS = "/secret-manager/v1beta1/regions/{region}/secrets"
 SECRET = SECRETS + "/{id}"
@@ -186,11 +186,7 @@ def _create_version(lab: Lab, req: Request) -> tuple[int, dict]:
 
 
 def _update_version(lab: Lab, req: Request) -> tuple[int, dict]:
-    version = _version(lab, req)
-    for name in ("description", "ephemeral_properties"):
-        if req.json.get(name) is not None:
-            version[name] = req.json[name]
-    version["updated_at"] = now()
+    version = copy_fields(_version(lab, req), req.json, ("description", "ephemeral_properties"))
     lab.store.save()
     return 200, version
 
