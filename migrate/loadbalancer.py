@@ -1,8 +1,9 @@
 """The shared load balancer, through the official SDK: idempotent, converging operations.
 
-Every change waits for the LB to leave its transient statuses before and after (a change
-made while the LB is `pending` is refused with 409, and a change is not in effect until
-the LB is `ready` again) — wait, change, wait, as the Terraform provider does.
+Every change waits for the LB and its instances to leave their transient statuses before
+and after (a change of the LB made while it is busy is refused with 409, and a change is
+not in effect until its instances are `ready` again: the LB object itself may stay
+`ready` meanwhile) — wait, change, wait, as the Terraform provider does.
 """
 
 from __future__ import annotations
@@ -32,7 +33,13 @@ class LoadBalancer:
         return call(description, fn, self.policy, self.log)
 
     def status(self) -> str:
-        return str(self._call(f"GET lb {self.lb_id}", lambda: self.api.get_lb(zone=self.zone, lb_id=self.lb_id)).status)
+        """The LB's status, or, once that is `ready`, the first of its instances' that is not:
+        the real LB object stays `ready` while its instances reload a change (`pending`), as
+        the provider's recordings show, so the LB's own status alone would not wait."""
+        lb = self._call(f"GET lb {self.lb_id}", lambda: self.api.get_lb(zone=self.zone, lb_id=self.lb_id))
+        if str(lb.status) != SETTLED:
+            return str(lb.status)
+        return next((str(i.status) for i in (lb.instances or []) if str(i.status) != SETTLED), SETTLED)
 
     def wait_settled(self) -> None:
         deadline = time.monotonic() + self.wait_timeout

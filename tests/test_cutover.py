@@ -223,6 +223,27 @@ def test_a_change_while_the_lb_is_pending_is_refused_by_the_fake(world):
     assert refused.value.status_code == 409
 
 
+def test_a_change_waits_for_the_lbs_instances_when_only_they_are_pending(kube, qa_env, tmp_path):
+    """As the provider's recordings show, the real LB object stays `ready` while its
+    instances reload a change: the cutover waits on the instances too, and moves traffic
+    with no failed request."""
+    world = World(api_ips=["10.0.0.11", "10.0.0.12"], cluster_ip="10.0.0.200", worker_count=1,
+                  pending_on_instances=True)
+    try:
+        lines: list[str] = []
+        lb = LoadBalancer(sdk_client(world), ZONE, world.lb_id, log=lines.append,
+                          policy=RetryPolicy(attempts=3, first_delay=0.01, timeout=5), poll_seconds=0.01)
+        world.status, world.pending_left = "pending", 3  # an instance still reloading
+        assert lb.status() == "pending"
+        lb.wait_settled()
+        assert world.pending_left == 0 and lb.status() == "ready"
+        with Traffic(world.proxy_address, API_HOST) as traffic:
+            record = make_cutover(world, kube, tmp_path).run(ENV, target_of(world), THRESHOLDS)
+        assert record.status == Status.DONE.value and world.violations == [] and traffic.failed == []
+    finally:
+        world.close()
+
+
 def test_a_non_retryable_error_fails_at_once(world, kube, qa_env, tmp_path):
     world.inject("GET", r"/lbs/[^/]+$", 403, count=10)
     with pytest.raises(CielError, match="HTTP 403"):

@@ -91,8 +91,10 @@ UP_STATES = ("running", "stopping")  # the LB sends traffic to these (HAProxy: U
 class World:
     def __init__(self, *, api_ips: list[str], cluster_ip: str, worker_count: int = 1, pending_polls: int = 2,
                  pending_seconds: float | None = None, check_interval: float = 0.05, check_timeout: float = 1.0,
-                 fall: int = 2, rise: int = 2, hosts: tuple[str, ...] = ("api.test",)) -> None:
+                 fall: int = 2, rise: int = 2, hosts: tuple[str, ...] = ("api.test",),
+                 pending_on_instances: bool = False) -> None:
         self.lock = threading.RLock()
+        self.pending_on_instances = pending_on_instances
         self.lb_id = _new_id()
         self.lb_instance_id = _new_id()  # the LB's underlying instance, as backend-stats reports it
         self.status = "ready"
@@ -283,8 +285,14 @@ class World:
             self.pending_left -= 1
             if self.pending_left == 0:
                 self.status = "ready"
-        return {"id": self.lb_id, "name": "ciel-test", "status": self.status, "zone": ZONE, "frontend_count": 2,
-                "backend_count": 2, "type": "lb-s", "tags": [], "ip": [], "instances": []}
+        # As recorded: with `pending_on_instances`, the LB object stays ready while its
+        # instance reloads the change.
+        lb_status = "ready" if self.pending_on_instances else self.status
+        instance = {"id": self.lb_id[:8] + "-instance", "status": self.status, "ip_address": "", "zone": ZONE,
+                    "created_at": None, "updated_at": None}
+        return {"id": self.lb_id, "name": "ciel-test", "status": lb_status, "zone": ZONE, "frontend_count": 2,
+                "backend_count": 2, "type": "lb-s", "tags": [], "ip": [],
+                "instances": [instance] if self.pending_on_instances else []}
 
     def _server_stats_json(self, backend: dict, ip: str) -> dict:
         """One BackendServerStats, as the API returns it (scaleway-sdk-go lb/v1)."""
