@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 
 from ciel import credentials as creds
 from ciel import rollout, state_bucket
-from foundation.errors import CielError, UsageError
-from migrate.store import refuse_if_cutover_in_progress
-from foundation.process import say
-from toolchain import bindings, engine as engines, node
-from toolchain.mirror import PROVIDER_SOURCES
 from ciel.workspace import PlanResult, ResourceChange, StackWorkspace
+from foundation.errors import CielError, UsageError
+from foundation.process import say
 from infra.config import EnvironmentConfig, load_environment
 from infra.state import RemoteState
+from migrate.store import refuse_if_cutover_in_progress
+from toolchain import bindings, engine as engines, node
+from toolchain.mirror import PROVIDER_SOURCES
 
 # Resources whose destruction loses data (or the addresses clients use). A phase-1 deploy
 # never destroys them; doing so on purpose is a manual, deliberate engine run.
