@@ -101,7 +101,7 @@ def start_session(env: str, config: EnvironmentConfig, *, force_offline: bool, e
     if remote_state and not state_bucket.exists(remote_state, credentials):
         raise CielError(f"the state bucket {remote_state.bucket} does not exist (or is not readable with these "
                         f"credentials): run `ciel state bootstrap --env {env}` first")
-    refuse_if_cutover_in_progress(env, state_bucket.cutover_store(env, credentials))
+    refuse_if_cutover_in_progress(state_bucket.cutover_store(env, credentials))
     return Session(credentials=credentials, engine=engine, remote_state=remote_state)
 
 

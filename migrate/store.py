@@ -229,9 +229,9 @@ class MemoryStore:
         self.record = None
 
 
-def refuse_if_cutover_in_progress(env: str, store=None) -> None:
+def refuse_if_cutover_in_progress(store) -> None:
     """Deploys must not fight a cutover in flight (they would move the frontends back)."""
-    record = (store or CutoverStore(env)).load()
+    env, record = store.env, store.load()
     retiring = record is not None and record.current == "retire"  # retire itself applies the core stack
     if record and record.status in (Status.IN_PROGRESS.value, Status.ROLLING_BACK.value) and record.completed \
             and not retiring:
