@@ -3,9 +3,12 @@ process on 127.0.0.1), then the real engine and provider against it."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
+import urllib.error
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -69,3 +72,26 @@ def apply_then_replan(directory: Path, lab_env: dict[str, str], hcl: str) -> tup
     applied = engine(directory, lab_env, "apply", "-auto-approve", "-input=false")
     replan = engine(directory, lab_env, "plan", "-detailed-exitcode", "-input=false")
     return applied, replan.returncode, replan.stdout + replan.stderr
+
+
+def lab_answer(lab_env: dict[str, str], path: str) -> tuple[int, object]:
+    """(status, JSON body) of a GET on the running lab's API, errors included."""
+    try:
+        with urllib.request.urlopen(lab_env["SCW_API_URL"] + path, timeout=10) as answer:
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def lab_json(lab_env: dict[str, str], path: str) -> dict:
+    """The JSON body of a GET that must succeed."""
+    status, body = lab_answer(lab_env, path)
+    assert 200 <= status < 300, f"GET {path}: {status} {body}"
+    return body
+
+
+def outputs(directory: Path, lab_env: dict[str, str]) -> dict:
+    """The applied configuration's outputs, by name."""
+    shown = engine(directory, lab_env, "output", "-json")
+    assert shown.returncode == 0, shown.stderr
+    return {name: item["value"] for name, item in json.loads(shown.stdout).items()}

@@ -7,12 +7,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import urllib.request
 
 import pytest
 
 from tests.conftest import synth_core
-from tests.lab_support import apply_then_replan, engine, running_lab
+from tests.lab_support import apply_then_replan, engine, lab_json, running_lab
 
 pytestmark = pytest.mark.engine
 
@@ -29,11 +28,6 @@ def data_layer(env: str) -> dict:
     return {"resource": resources}
 
 
-def lab_get(lab_env: dict[str, str], path: str) -> dict:
-    with urllib.request.urlopen(lab_env["SCW_API_URL"] + path, timeout=10) as answer:
-        return json.load(answer)
-
-
 def apply_replan_destroy(tmp_path, env: str) -> tuple[dict, dict]:
     """Apply the data layer of `env`, re-plan (must be empty) and destroy; returns the applied
     state's resources by type and what the lab still holds after the destroy."""
@@ -47,7 +41,7 @@ def apply_replan_destroy(tmp_path, env: str) -> tuple[dict, dict]:
         shown = json.loads(engine(directory, lab_env, "show", "-json").stdout)
         destroyed = engine(directory, lab_env, "destroy", "-auto-approve", "-input=false")
         assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
-        left = {path: lab_get(lab_env, path)["total_count"] for path in (
+        left = {path: lab_json(lab_env, path)["total_count"] for path in (
             "/rdb/v1/regions/fr-par/instances", "/redis/v1/zones/fr-par-1/clusters", "/ipam/v1/regions/fr-par/ips")}
     state: dict[str, list[dict]] = {}
     for resource in shown["values"]["root_module"]["resources"]:

@@ -3,7 +3,6 @@ arguments our constructs give them (`ciel synth --env prod|dev --offline`)."""
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -12,7 +11,7 @@ from scaleway.cockpit.v1 import CockpitV1RegionalAPI
 from scaleway.domain.v2beta1 import DomainV2Beta1API
 from scaleway.edge_services.v1beta1 import EdgeServicesV1Beta1API
 
-from tests.lab_support import apply_then_replan, engine, running_lab
+from tests.lab_support import apply_then_replan, engine, outputs, running_lab
 
 pytestmark = pytest.mark.engine
 
@@ -111,12 +110,6 @@ resource "scaleway_domain_record" "cdn" {
 output "cdn_target" { value = scaleway_domain_record.cdn.data }
 output "pipeline_id" { value = scaleway_edge_services_pipeline.pipeline.id }
 """
-
-
-def outputs(directory, lab_env) -> dict:
-    shown = engine(directory, lab_env, "output", "-json")
-    assert shown.returncode == 0, shown.stderr
-    return {name: output["value"] for name, output in json.loads(shown.stdout).items()}
 
 
 def sdk(lab_env) -> Client:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import urllib.error
-import urllib.request
 
 import pytest
 
@@ -17,7 +15,7 @@ from lab.api import Lab
 from lab.families import register_all
 from lab.store import Store
 from tests.conftest import synth_core
-from tests.lab_support import apply_then_replan, engine, running_lab
+from tests.lab_support import apply_then_replan, engine, lab_answer, running_lab
 
 pytestmark = pytest.mark.engine
 
@@ -52,14 +50,6 @@ def secret_names(config: dict) -> set[str]:
     return {secret["name"] for secret in config["resource"]["scaleway_secret"].values()}
 
 
-def get(base: str, path: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(base + path, timeout=10) as answer:
-            return answer.status, json.load(answer)
-    except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
-
-
 @pytest.mark.parametrize("env", ["dev", "prod"])
 def test_the_provider_applies_our_registry_iam_and_secrets_and_the_replan_is_empty(tmp_path, env):
     config = identity_config(env)
@@ -80,7 +70,7 @@ def test_the_provider_applies_our_registry_iam_and_secrets_and_the_replan_is_emp
             assert re.fullmatch(r"SCW[A-Z0-9]{17}", key["values"]["access_key"])
             assert re.fullmatch(r"[0-9a-f-]{36}", key["values"]["secret_key"])
             assert key["sensitive_values"]["secret_key"] is True
-            status, answer = get(lab_env["SCW_API_URL"], f"/iam/v1alpha1/api-keys/{key['values']['access_key']}")
+            status, answer = lab_answer(lab_env, f"/iam/v1alpha1/api-keys/{key['values']['access_key']}")
             assert status == 200 and answer["secret_key"] is None
             assert key["values"]["secret_key"] not in json.dumps(answer)
 
@@ -89,13 +79,13 @@ def test_the_provider_applies_our_registry_iam_and_secrets_and_the_replan_is_emp
         stored = next(item for item in state
                       if item["type"] == "scaleway_secret" and item["values"]["name"] == "s3-secret-key")
         secret_id = stored["values"]["id"].split("/")[1]
-        status, accessed = get(lab_env["SCW_API_URL"], f"{SECRET_MANAGER}/secrets/{secret_id}/versions/1/access")
+        status, accessed = lab_answer(lab_env, f"{SECRET_MANAGER}/secrets/{secret_id}/versions/1/access")
         assert status == 200 and base64.b64decode(accessed["data"]).decode() == media_key["values"]["secret_key"]
         assert stored["values"]["path"] == f"/ciel/{env}"
 
         destroyed = engine(directory, lab_env, "destroy", "-auto-approve", "-input=false")
         assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
-        assert get(lab_env["SCW_API_URL"], f"/iam/v1alpha1/api-keys/{media_key['values']['access_key']}")[0] == 404
+        assert lab_answer(lab_env, f"/iam/v1alpha1/api-keys/{media_key['values']['access_key']}")[0] == 404
 
 
 def call(lab: Lab, method: str, path: str, body: dict | None = None, **query: str) -> tuple[int, object]:

@@ -5,7 +5,6 @@ the cutover's SDK path powers a lab server off and on through the real transient
 from __future__ import annotations
 
 import json
-import urllib.request
 
 import pytest
 from scaleway import Client
@@ -15,7 +14,7 @@ from scaleway_core.api import ScalewayException
 
 from infra.cloudinit.app import AppMachine, app_user_data
 from migrate.instances import Instances
-from tests.lab_support import apply_then_replan, engine, running_lab
+from tests.lab_support import apply_then_replan, engine, lab_json, outputs, running_lab
 
 pytestmark = pytest.mark.engine
 
@@ -103,17 +102,6 @@ output "reserved_address" {{ value = scaleway_ipam_ip.api_0_address.address }}
 """
 
 
-def _outputs(directory, lab_env) -> dict:
-    shown = engine(directory, lab_env, "output", "-json")
-    assert shown.returncode == 0, shown.stderr
-    return {name: item["value"] for name, item in json.loads(shown.stdout).items()}
-
-
-def _lab_get(lab_env: dict, path: str) -> dict:
-    with urllib.request.urlopen(lab_env["SCW_API_URL"] + path, timeout=5) as response:
-        return json.loads(response.read())
-
-
 def test_compute_servers_apply_replan_empty_replace_on_new_user_data_and_destroy(tmp_path):
     directory = tmp_path / "tf"
     with running_lab(tmp_path / "work") as lab_env:
@@ -121,7 +109,7 @@ def test_compute_servers_apply_replan_empty_replace_on_new_user_data_and_destroy
         assert applied.returncode == 0, applied.stdout + applied.stderr
         assert "8 added" in applied.stdout
         assert replan == 0, output
-        first = _outputs(directory, lab_env)
+        first = outputs(directory, lab_env)
         assert first["nic_address"] == first["reserved_address"].split("/")[0]
 
         # A new image tag changes the user data: the machine is replaced, its address stays.
@@ -129,7 +117,7 @@ def test_compute_servers_apply_replan_empty_replace_on_new_user_data_and_destroy
         assert applied.returncode == 0, applied.stdout + applied.stderr
         assert "2 destroyed" in applied.stdout  # the server and its NIC
         assert replan == 0, output
-        second = _outputs(directory, lab_env)
+        second = outputs(directory, lab_env)
         assert second["server_id"] != first["server_id"]
         assert second["nic_address"] == first["nic_address"]
 
@@ -137,8 +125,8 @@ def test_compute_servers_apply_replan_empty_replace_on_new_user_data_and_destroy
         assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
         assert "8 destroyed" in destroyed.stdout
         # Nothing left behind, the servers' root volumes included.
-        assert _lab_get(lab_env, f"/instance/v1/zones/{ZONE}/servers")["servers"] == []
-        assert _lab_get(lab_env, f"/block/v1/zones/{ZONE}/volumes")["volumes"] == []
+        assert lab_json(lab_env, f"/instance/v1/zones/{ZONE}/servers")["servers"] == []
+        assert lab_json(lab_env, f"/block/v1/zones/{ZONE}/volumes")["volumes"] == []
 
 
 def _states_until(instances: Instances, server_id: str, settled: str) -> list[str]:

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.error
-import urllib.request
 from types import SimpleNamespace
 
 import pytest
 
 from tests.conftest import synth_core
-from tests.lab_support import apply_then_replan, engine, running_lab
+from tests.lab_support import apply_then_replan, engine, lab_answer, running_lab
 
 pytestmark = pytest.mark.engine
 
@@ -73,14 +71,6 @@ def edge(tmp_path_factory):
         yield SimpleNamespace(directory=directory / "tf", env=lab_env, applied=applied, replan=replan,
                               replan_output=replan_output,
                               ids={key: value["value"].split("/")[-1] for key, value in outputs.items()})
-
-
-def lab_get(lab_env: dict, path: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(lab_env["SCW_API_URL"] + path, timeout=5) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def test_the_dev_and_prod_edges_apply_through_the_provider_and_the_replan_is_empty(edge):
@@ -147,6 +137,6 @@ def test_the_cutover_drives_the_terraform_made_edge_through_the_sdk(edge):
 def test_destroy_removes_the_whole_edge_and_what_is_gone_answers_404(edge):
     destroyed = engine(edge.directory, edge.env, "destroy", "-auto-approve", "-input=false")
     assert destroyed.returncode == 0, destroyed.stdout[-3000:] + destroyed.stderr[-3000:]
-    assert lab_get(edge.env, f"/lb/v1/zones/{ZONE}/lbs")[1]["total_count"] == 0
-    assert lab_get(edge.env, f"/lb/v1/zones/{ZONE}/ips")[1]["total_count"] == 0
-    assert lab_get(edge.env, f"/lb/v1/zones/{ZONE}/lbs/{edge.ids['lb_id']}") == (404, {"message": "lbs not Found"})
+    assert lab_answer(edge.env, f"/lb/v1/zones/{ZONE}/lbs")[1]["total_count"] == 0
+    assert lab_answer(edge.env, f"/lb/v1/zones/{ZONE}/ips")[1]["total_count"] == 0
+    assert lab_answer(edge.env, f"/lb/v1/zones/{ZONE}/lbs/{edge.ids['lb_id']}") == (404, {"message": "lbs not Found"})

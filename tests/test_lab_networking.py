@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import urllib.request
 
 import pytest
 
-from tests.lab_support import apply_then_replan, engine, running_lab
+from tests.lab_support import apply_then_replan, engine, lab_json, running_lab
 
 pytestmark = pytest.mark.engine
 
@@ -82,11 +81,6 @@ output "gateway_status" {{
 """
 
 
-def lab_get(lab_env: dict[str, str], path: str) -> dict:
-    with urllib.request.urlopen(lab_env["SCW_API_URL"] + path, timeout=5) as answer:
-        return json.load(answer)
-
-
 @pytest.mark.parametrize("env", ["dev", "prod"])
 def test_the_provider_applies_our_networking_and_reserved_addresses_then_destroys_them(tmp_path, env):
     tf = tmp_path / "tf"
@@ -98,9 +92,9 @@ def test_the_provider_applies_our_networking_and_reserved_addresses_then_destroy
                    json.loads(engine(tf, lab_env, "output", "-json").stdout).items()}
         destroyed = engine(tf, lab_env, "destroy", "-auto-approve", "-input=false")
         assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
-        left = [lab_get(lab_env, "/vpc-gw/v2/zones/fr-par-1/gateways"),
-                lab_get(lab_env, "/vpc-gw/v2/zones/fr-par-1/gateway-networks"),
-                lab_get(lab_env, "/vpc-gw/v2/zones/fr-par-1/ips"), lab_get(lab_env, "/ipam/v1/regions/fr-par/ips")]
+        left = [lab_json(lab_env, "/vpc-gw/v2/zones/fr-par-1/gateways"),
+                lab_json(lab_env, "/vpc-gw/v2/zones/fr-par-1/gateway-networks"),
+                lab_json(lab_env, "/vpc-gw/v2/zones/fr-par-1/ips"), lab_json(lab_env, "/ipam/v1/regions/fr-par/ips")]
     assert outputs["gateway_status"] == ["running", "ready"]
     reserved = [ipaddress.ip_address(address) for address in outputs["reserved"]]
     everyone = [*reserved, ipaddress.ip_address(outputs["gateway_private"])]
