@@ -126,6 +126,7 @@ class Lab:
         self.routes: list[Route] = []
         self.kinds: dict[str, Kind] = {}
         self.shapes: dict[tuple[str, str], dict] = {}  # (method, template) → last response body
+        self.runtime = None  # lab.runtime.Runtime: the data plane, when one runs (`ciel lab up`)
 
     # --- registration ---------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ import ipaddress
 import re
 from datetime import datetime, timedelta, timezone
 
+from lab.addresses import LB_PUBLIC_V4
 from lab.api import ApiError, Lab, Request, invalid, new_id, now, route, transient
 from lab.families import ipam
 
@@ -32,8 +33,9 @@ TYPES = ("lb-s", "lb-gp-m", "lb-gp-l", "lb-gp-xl")
 # Statuses a new LB shows to its next reads before `ready`. One read is one poll of the
 # provider's waiter, which polls every 30 s: each status listed here costs an apply 30 s.
 CREATION_READS = ("creating",)
-# Public addresses come from documentation ranges: the lab sends no packets.
-PUBLIC_V4 = ipaddress.ip_network("203.0.113.0/24")
+# Public IPv4 addresses are loopback ones (lab/addresses.py); IPv6 ones come from a
+# documentation range, where the lab sends no packets.
+PUBLIC_V4 = LB_PUBLIC_V4  # loopback: traffic to an LB address stays on this machine
 PUBLIC_V6 = ipaddress.ip_network("2001:db8:1b::/64")
 INSTANCE_STATUS = {"creating": "unknown", "pending": "pending", "migrating": "migrating", "ready": "ready"}
 UNSET_TIME = "0001-01-01T00:00:00Z"
