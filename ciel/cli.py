@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import warnings
@@ -12,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from foundation.errors import CielError, CielWarning, UsageError
+from foundation.errors import CielError, CielWarning, UsageError, shown
 from foundation.paths import environment_name
 
 HELP = """Deploy the Ciel backend to Scaleway and move it from instances to Kubernetes.
@@ -182,6 +183,9 @@ def migrate_cutover(
     env: str = EnvOption,
     yes: bool = typer.Option(False, "--yes", "-y", help="Retire (delete) the instances at the end without asking."),
     engine: Optional[str] = EngineOption,
+    stop_after: Optional[str] = typer.Option(None, "--stop-after", metavar="STEP", help="Stop once STEP is done "
+                                             "(preflight, preview, switch, bake or drain); a later run resumes "
+                                             "from there, `ciel migrate rollback` goes back."),
 ) -> None:
     """Move traffic and workers from the instances to the cluster, step by step.
 
@@ -191,9 +195,14 @@ def migrate_cutover(
     (asks, then deletes the instances). Progress is saved after each step: rerun to
     resume after a crash. `ciel migrate rollback` goes back from any step before retire.
     """
+    from migrate.model import FORWARD, Step
+
+    stoppable = [step.value for step in FORWARD if step is not Step.RETIRE]
+    if stop_after is not None and stop_after not in stoppable:
+        raise UsageError(f"--stop-after {shown(stop_after)}: choose one of {', '.join(stoppable)}")
     cutover, target, thresholds = _live_cutover(env, engine, confirm_retire=lambda q: yes or typer.confirm(q))
-    record = cutover.run(env, target, thresholds)
-    out.print(f"{env}: cutover {record.state}.")
+    record = cutover.run(env, target, thresholds, stop_after=stop_after)
+    out.print(f"{env}: cutover {record.state}" + (f", stopped after {stop_after} as asked." if stop_after else "."))
 
 
 @migrate_app.command("status")
@@ -366,6 +375,70 @@ def lab_env() -> None:
         raise CielError("the lab is not running: `ciel lab up` first")
     for name, value in runner.environment(ports).items():
         out.print(f"export {name}={shlex.quote(value)}", highlight=False, markup=False, soft_wrap=True)
+
+
+@lab_app.command("rehearse")
+def lab_rehearse(
+    env: str = EnvOption,
+    rps: int = typer.Option(100, "--rps", min=1, max=1000, help="Requests per second sent through the load "
+                            "balancer from its first 200 to the end of each scenario (loopback only)."),
+    bake_seconds: float = typer.Option(60.0, "--bake-seconds", min=0, help="The cutover's bake in the rehearsal "
+                                       "(the only setting changed from the environment file, whose bake is "
+                                       "often ten minutes)."),
+    scenario: list[str] = typer.Option([], "--scenario", metavar="NAME", help="cutover and/or rollback "
+                                       "(default: both)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object on stdout."),
+) -> None:
+    """Rehearse ENV's migration on fresh local Scaleways, under real traffic.
+
+    Scenario cutover: deploy phase1 → deploy phase2 → migrate cutover through retire (the
+    retire apply deletes the instances) → re-plan of every stack. Scenario rollback: the
+    same to the switch, rollback, again to the end of the bake, rollback, re-plan. Each
+    on a lab of its own, with a copy of infra/environments/ENV.yaml (never changed). From
+    the LB's first answer, vegeta sends --rps requests per second through it; the report
+    gives per step its duration, requests, failures by kind and p50/p99 latency, the time
+    from the switch call until every answer comes from the cluster and from the rollback
+    call until every answer comes from the instances. Exit status 1 if any request
+    failed, a plan was not empty or a command failed. Needs ./setup.sh --test-tools.
+    """
+    from ciel.rehearsal import SCENARIOS, rehearse
+
+    unknown = [name for name in scenario if name not in SCENARIOS]
+    if unknown:
+        raise UsageError(f"--scenario {shown(unknown[0])}: choose {' or '.join(SCENARIOS)}")
+    report = rehearse(env, rps=rps, bake_seconds=bake_seconds, scenarios=tuple(scenario) or SCENARIOS,
+                      log=lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True))
+    if as_json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        _print_rehearsal(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_rehearsal(report) -> None:
+    def ms(value) -> str:
+        return "" if value is None else f"{value:.1f}"
+
+    for scenario in report.scenarios:
+        table = Table(title=f"Rehearsal of {report.env}: {scenario.name} ({report.rps} req/s)")
+        for column in ("step", "seconds", "requests", "failed", "failures", "p50 ms", "p99 ms"):
+            table.add_column(column, justify="left" if column in ("step", "failures") else "right")
+        for step in scenario.steps:
+            kinds = ", ".join(f"{kind}: {count}" for kind, count in step.failures.items())
+            table.add_row(("" if step.ok else "✗ ") + step.step, f"{step.seconds:.1f}", str(step.requests),
+                          str(step.failed), kinds, ms(step.p50_ms), ms(step.p99_ms))
+        out.print(table)
+        moved = f"switch → 100 % cluster: {scenario.switch_seconds:.1f}s; " if scenario.switch_seconds is not None else ""
+        rolled = "".join(f"rollback → 100 % instances: {s:.1f}s; " for s in scenario.rollback_seconds)
+        out.print(f"{scenario.name}: {scenario.requests} requests, {scenario.failed} failed; {moved}{rolled}"
+                  f"re-plan changes: {scenario.replan_changes}; final backend: {scenario.final_backend}"
+                  + (f"; instances left: {scenario.servers_left}" if scenario.servers_left is not None else ""),
+                  highlight=False, markup=False)
+        if scenario.error:
+            out.print(Text.assemble(("error: ", "bold red"), scenario.error))
+    verdict = "[green]passed[/green]" if report.ok else "[bold red]FAILED[/bold red]"
+    out.print(f"Rehearsal {verdict}.")
 
 
 k8s_app = typer.Typer(help="The phase-2 workloads as Kubernetes objects.", no_args_is_help=True)

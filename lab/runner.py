@@ -69,6 +69,22 @@ def _port_free(port: int) -> bool:
             return False
 
 
+# Ports after the API port that the lab's Kubernetes API server and etcd take (lab/kubernetes/).
+DERIVED_PORTS = 3
+
+
+def free_ports(first: int = 47000, last: int = 60000) -> Ports:
+    """Ports for a lab of its own (a rehearsal, a test): six consecutive free ones, the
+    API's, Object Storage's, the proxy's and those derived from the API's."""
+    import random
+
+    for _ in range(200):
+        base = random.randrange(first, last, 8)
+        if all(_port_free(base + offset) for offset in range(3 + DERIVED_PORTS)):
+            return Ports(base, base + 1, base + 2)
+    raise CielError(f"no six consecutive free ports between {first} and {last} on 127.0.0.1")
+
+
 def _answers(ports: Ports) -> bool:
     """The API answers and Object Storage and the proxy accept connections (they start
     after the API: moto replays its recording first)."""

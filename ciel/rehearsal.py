@@ -1,0 +1,369 @@
+"""`ciel lab rehearse`: the three commands, end to end, on a fresh local Scaleway, under traffic.
+
+Two scenarios, each on a lab of its own (fresh state, free ports, its own copy of the
+environment file, so the checkout's infra/environments/ is never touched):
+- **cutover**: deploy phase1 → deploy phase2 → migrate cutover through retire (the real
+  retire apply deletes the instances) → re-plan of every stack (must be empty);
+- **rollback**: deploy phase1 → deploy phase2 → cutover stopped after the switch →
+  rollback → cutover stopped after the bake → rollback → re-plan.
+Each command runs as a user runs it: the `ciel` console script in a subprocess, with the
+lab's variables. From the moment the load balancer first serves until the scenario ends,
+one bounded vegeta attack (lab/traffic.py) sends requests through the LB's address (on
+loopback, as every lab address); each answer names the backend that served it (an
+instance or a cluster pod), so the report can say when traffic moved.
+
+The rehearsal shortens only the bake (`--bake-seconds`; the file's value is shown beside
+it): everything else is the environment's own configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from foundation import paths
+from foundation.errors import CielError, UsageError
+
+CIEL = str(Path(sys.executable).with_name("ciel"))
+STEP_TIMEOUT = 1800.0  # no single command of a rehearsal may take longer
+SERVE_TIMEOUT = 240.0  # from the phase-1 apply to the LB's first 200
+TRAFFIC_MAX_SECONDS = 3600.0  # the attack stops by itself after this, whatever happens
+REQUEST_PATH = "/rehearsal"
+MAX_RPS = 1000
+CLUSTER_PREFIX = "cluster-"  # lab/kubernetes/nodes.py names every pod's stand-in so
+PLAN_COUNTS = re.compile(r"(\d+) to add, (\d+) to change, (\d+) to destroy")
+SCENARIOS = ("cutover", "rollback")
+
+
+def backend_side(name: str) -> str:
+    return "cluster" if name.startswith(CLUSTER_PREFIX) else "instances"
+
+
+@dataclass
+class StepReport:
+    scenario: str
+    step: str
+    seconds: float
+    ok: bool
+    requests: int = 0
+    failed: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    note: str = ""
+
+
+@dataclass
+class ScenarioReport:
+    name: str
+    steps: list[StepReport] = field(default_factory=list)
+    requests: int = 0
+    failed: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    switch_seconds: float | None = None
+    rollback_seconds: list[float] = field(default_factory=list)
+    replan_changes: int = 0
+    final_backend: str = ""
+    servers_left: int | None = None
+    error: str = ""
+
+
+@dataclass
+class CommandRun:
+    argv: list[str]
+    returncode: int
+    started: float
+    ended: float
+    lines: list[tuple[float, str]]  # (wall-clock time, line) of stdout and stderr together
+
+    def first(self, text: str, after: float = 0.0) -> float | None:
+        return next((at for at, line in self.lines if text in line and at >= after), None)
+
+    def tail(self, count: int = 25) -> str:
+        return "\n".join(line for _, line in self.lines[-count:])
+
+
+def run_command(argv: list[str], env: dict[str, str], log: Callable[[str], None],
+                timeout: float = STEP_TIMEOUT, on_line: Callable[[str], None] | None = None) -> CommandRun:
+    """Run `argv`, time-stamping each output line as it comes (the cutover's log lines say
+    when it called the LB), and stop it if it outlives `timeout`."""
+    started = time.time()
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, text=True, bufsize=1, cwd=str(paths.REPO_ROOT))
+    lines: list[tuple[float, str]] = []
+    timer = threading.Timer(timeout, process.kill)
+    timer.start()
+    try:
+        for line in process.stdout:
+            lines.append((time.time(), line.rstrip("\n")))
+            log(f"    | {line.rstrip()}")
+            if on_line:
+                on_line(line)
+        process.wait()
+    finally:
+        timer.cancel()
+    return CommandRun(argv, process.returncode, started, time.time(), lines)
+
+
+class Scenario:
+    """One scenario on a lab of its own."""
+
+    def __init__(self, name: str, env: str, root: Path, *, rps: int, bake_seconds: float | None,
+                 log: Callable[[str], None], fault: str | None = None) -> None:
+        self.name, self.env, self.rps, self.log, self.fault = name, env, rps, log, fault
+        self.root = root / name
+        shutil.rmtree(self.root, ignore_errors=True)
+        (self.root / "environments").mkdir(parents=True)
+        self.bake_seconds = bake_seconds
+        self.report = ScenarioReport(name)
+        self.traffic = None
+        self.lab_env: dict[str, str] = {}
+
+    # --- set-up -----------------------------------------------------------------------------
+
+    def _copy_environment(self) -> None:
+        source = paths.environments_dir() / f"{self.env}.yaml"
+        data = yaml.safe_load(source.read_text()) or {}
+        if self.bake_seconds is not None:
+            data["cutover_bake_seconds"] = self.bake_seconds
+        (self.root / "environments" / f"{self.env}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+    def _start_lab(self) -> None:
+        from lab import runner
+
+        os.environ["CIEL_WORK_DIR"] = str(self.root / "work")
+        ports, _ = runner.up(runner.free_ports())
+        self.lab_env = runner.environment(ports)
+
+    def _stop_lab(self) -> None:
+        from lab import runner
+
+        os.environ["CIEL_WORK_DIR"] = str(self.root / "work")
+        runner.down()
+
+    def command_env(self) -> dict[str, str]:
+        return {**os.environ, **self.lab_env, "CIEL_WORK_DIR": str(self.root / "work"),
+                "CIEL_ENVIRONMENTS_DIR": str(self.root / "environments"), "COLUMNS": "200"}
+
+    def _lab_api(self, path: str) -> dict:
+        request = urllib.request.Request(self.lab_env["SCW_API_URL"] + path,
+                                         headers={"X-Auth-Token": self.lab_env["SCW_SECRET_KEY"]})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.loads(answer.read())
+
+    # --- steps ---------------------------------------------------------------------------------
+
+    def ciel(self, step: str, *args: str, expect: int = 0, on_line=None) -> CommandRun:
+        self.log(f"  [{self.name}] {step}: ciel {' '.join(args)}")
+        run = run_command([CIEL, *args], self.command_env(), self.log, on_line=on_line)
+        report = StepReport(self.name, step, round(run.ended - run.started, 1), run.returncode == expect)
+        self._traffic_of(report, run.started, run.ended)
+        self.report.steps.append(report)
+        if run.returncode != expect:
+            raise CielError(f"rehearsal {self.name}: `ciel {' '.join(args)}` exited {run.returncode}:\n{run.tail()}")
+        return run
+
+    def _traffic_of(self, report: StepReport, start: float, end: float) -> None:
+        if self.traffic is None:
+            return
+        from lab import traffic
+
+        stats = traffic.window_stats(self.traffic.samples_so_far(), start, end)
+        report.requests, report.failed, report.failures = stats.requests, stats.failed, dict(stats.failures)
+        report.p50_ms, report.p99_ms = stats.p50_ms, stats.p99_ms
+
+    def _load_balancer_address(self, zone: str) -> str:
+        lbs = self._lab_api(f"/lb/v1/zones/{zone}/lbs").get("lbs") or []
+        addresses = [ip["ip_address"] for lb in lbs for ip in lb.get("ip") or [] if ":" not in ip["ip_address"]]
+        if not addresses:
+            raise CielError("rehearsal: the phase-1 apply left no load balancer with an IPv4 address")
+        return addresses[0]
+
+    def _start_traffic(self) -> None:
+        from infra.config import load_environment
+        from lab.traffic import Traffic
+
+        os.environ["CIEL_ENVIRONMENTS_DIR"] = str(self.root / "environments")
+        config = load_environment(self.env)
+        address = self._load_balancer_address(config.zone)
+        if config.enable_https:
+            host = config.api_hostname
+            url, connect_to = f"https://{host}{REQUEST_PATH}", {f"{host}:443": f"{address}:443"}
+            ca_file = self.lab_env["SSL_CERT_FILE"]
+        else:
+            url, connect_to, ca_file = f"http://{address}{REQUEST_PATH}", None, None
+        self._wait_served(url, connect_to, ca_file)
+        self.traffic = Traffic(self.root / "traffic")
+        self.traffic.start(url, rps=self.rps, max_seconds=TRAFFIC_MAX_SECONDS, connect_to=connect_to, ca_file=ca_file)
+        self.log(f"  [{self.name}] traffic: {self.rps} req/s to {url}" + (f" via {address}" if connect_to else ""))
+
+    def _wait_served(self, url: str, connect_to: dict | None, ca_file: str | None) -> None:
+        """Until the LB answers 200 (instances booted, health checks passed): bounded."""
+        from lab.traffic import probe_once
+
+        deadline = time.monotonic() + SERVE_TIMEOUT
+        started = time.time()
+        while not probe_once(url, connect_to=connect_to, ca_file=ca_file):
+            if time.monotonic() > deadline:
+                raise CielError(f"rehearsal {self.name}: the load balancer did not serve {url} within "
+                                f"{SERVE_TIMEOUT:.0f}s of the phase-1 apply")
+            time.sleep(0.5)
+        self.report.steps.append(StepReport(self.name, "LB serves (instances healthy)",
+                                            round(time.time() - started, 1), True))
+
+    def _replan(self) -> None:
+        changes = 0
+        for step, args in (("re-plan core", ("plan", "--env", self.env)),
+                           ("re-plan phase 2", ("deploy", "phase2", "--env", self.env))):
+            run = self.ciel(step, *args)
+            for _, line in run.lines:
+                if (found := PLAN_COUNTS.search(line)):
+                    changes += sum(int(n) for n in found.groups())
+        self.report.replan_changes = changes
+
+    def _moved(self, run: CommandRun, call_text: str, after_text: str, side: str) -> float | None:
+        """Seconds from the cutover's call (`call_text`, the first after `after_text`) to the
+        last answer from the other side."""
+        from lab import traffic
+
+        begun = run.first(after_text) or run.started
+        called = run.first(call_text, begun)
+        if called is None or self.traffic is None:
+            return None
+        return traffic.seconds_until_all(self.traffic.samples_so_far(), called,
+                                         lambda backend: backend_side(backend) == side)
+
+    # --- the scenarios ----------------------------------------------------------------------------
+
+    def run(self) -> ScenarioReport:
+        self._copy_environment()
+        started = time.time()
+        try:
+            self._start_lab()
+            self.ciel("state bootstrap", "state", "bootstrap", "--env", self.env)
+            self.ciel("deploy phase1", "deploy", "phase1", "--env", self.env, "--yes")
+            self._start_traffic()
+            self.ciel("deploy phase2", "deploy", "phase2", "--env", self.env, "--yes")
+            if self.name == "cutover":
+                self._cutover_through_retire()
+            else:
+                self._cutover_and_roll_back("switch")
+                self._cutover_and_roll_back("bake")
+            self._replan()
+        except CielError as error:
+            self.report.error = str(error)
+        finally:
+            self._finish(started)
+        return self.report
+
+    def _cutover_through_retire(self) -> None:
+        run = self.ciel("migrate cutover (→ retire)", "migrate", "cutover", "--env", self.env, "--yes")
+        self.report.switch_seconds = self._moved(run, "PUT frontend", "switch: started", "cluster")
+        zone = yaml.safe_load((self.root / "environments" / f"{self.env}.yaml").read_text()).get("zone", "fr-par-1")
+        self.report.servers_left = len(self._lab_api(f"/instance/v1/zones/{zone}/servers").get("servers") or [])
+
+    def _cutover_and_roll_back(self, step: str) -> None:
+        self.ciel(f"cutover to {step}", "migrate", "cutover", "--env", self.env, "--stop-after", step)
+        run = self.ciel(f"rollback after {step}", "migrate", "rollback", "--env", self.env, "--yes")
+        moved = self._moved(run, "PUT frontend", "rolling back", "instances")
+        if moved is not None:
+            self.report.rollback_seconds.append(moved)
+
+    def _finish(self, started: float) -> None:
+        from lab import traffic
+
+        if self.traffic is not None:
+            time.sleep(2)  # answers to requests sent before the last step ended
+            self.traffic.stop()
+            samples = self.traffic.samples_so_far()
+            stats = traffic.window_stats(samples, started, time.time())
+            self.report.requests, self.report.failed = stats.requests, stats.failed
+            self.report.failures = dict(stats.failures)
+            last = [s.backend for s in samples[-50:] if s.backend]
+            self.report.final_backend = backend_side(last[-1]) if last else "none"
+        try:
+            self._stop_lab()
+        except CielError as error:
+            self.report.error = self.report.error or f"lab down: {error}"
+
+
+@dataclass
+class RehearsalReport:
+    env: str
+    rps: int
+    bake_seconds: float | None
+    scenarios: list[ScenarioReport]
+
+    def as_json(self) -> dict:
+        cutover = next((s for s in self.scenarios if s.name == "cutover"), None)
+        rollbacks = [seconds for s in self.scenarios for seconds in s.rollback_seconds]
+        return {
+            "env": self.env,
+            "rps": self.rps,
+            "bake_seconds": self.bake_seconds,
+            "requests": sum(s.requests for s in self.scenarios),
+            "failed": sum(s.failed for s in self.scenarios),
+            "failures": _merged(s.failures for s in self.scenarios),
+            "switch_seconds": cutover.switch_seconds if cutover else None,
+            "rollback_seconds": max(rollbacks) if rollbacks else None,
+            "replan_changes": sum(s.replan_changes for s in self.scenarios),
+            "final_backend": cutover.final_backend if cutover else None,
+            "instances_left_after_retire": cutover.servers_left if cutover else None,
+            "ok": self.ok,
+            "scenarios": [_scenario_json(s) for s in self.scenarios],
+        }
+
+    @property
+    def ok(self) -> bool:
+        return all(not s.error and s.failed == 0 and s.replan_changes == 0 for s in self.scenarios)
+
+
+def _merged(dicts) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for found in dicts:
+        for kind, count in found.items():
+            total[kind] = total.get(kind, 0) + count
+    return total
+
+
+def _scenario_json(report: ScenarioReport) -> dict:
+    return {"name": report.name, "requests": report.requests, "failed": report.failed, "failures": report.failures,
+            "switch_seconds": report.switch_seconds, "rollback_seconds": report.rollback_seconds,
+            "replan_changes": report.replan_changes, "final_backend": report.final_backend,
+            "servers_left": report.servers_left, "error": report.error,
+            "steps": [vars(step) for step in report.steps]}
+
+
+def rehearse(env: str, *, rps: int, bake_seconds: float | None, scenarios: tuple[str, ...] = SCENARIOS,
+             log: Callable[[str], None], fault: str | None = None) -> RehearsalReport:
+    from infra.config import load_environment
+
+    if not 1 <= rps <= MAX_RPS:
+        raise UsageError(f"--rps {rps}: choose 1 to {MAX_RPS} requests per second")
+    load_environment(env)  # a wrong name or a broken file stops here, before any lab starts
+    root = paths.work_dir() / "rehearsal" / env
+    previous = {name: os.environ.get(name) for name in ("CIEL_WORK_DIR", "CIEL_ENVIRONMENTS_DIR")}
+    reports = []
+    try:
+        for name in scenarios:
+            log(f"rehearsal of {env}: scenario {name}")
+            reports.append(Scenario(name, env, root, rps=rps, bake_seconds=bake_seconds, log=log, fault=fault).run())
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return RehearsalReport(env, rps, bake_seconds, reports)

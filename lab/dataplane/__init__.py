@@ -1,0 +1,1 @@
+"""The lab's data plane: processes on loopback that carry real traffic."""
