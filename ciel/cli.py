@@ -382,11 +382,14 @@ def lab_rehearse(
     env: str = EnvOption,
     rps: int = typer.Option(100, "--rps", min=1, max=1000, help="Requests per second sent through the load "
                             "balancer from its first 200 to the end of each scenario (loopback only)."),
-    bake_seconds: float = typer.Option(60.0, "--bake-seconds", min=0, help="The cutover's bake in the rehearsal "
+    bake_seconds: int = typer.Option(60, "--bake-seconds", min=0, help="The cutover's bake in the rehearsal "
                                        "(the only setting changed from the environment file, whose bake is "
                                        "often ten minutes)."),
     scenario: list[str] = typer.Option([], "--scenario", metavar="NAME", help="cutover and/or rollback "
                                        "(default: both)."),
+    fault: Optional[str] = typer.Option(None, "--fault", metavar="NAME", help="Inject a fault into the cutover "
+                                        "scenario (which then runs alone unless --scenario says otherwise): "
+                                        "cluster-health, lb-api-errors or kill-after-switch."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object on stdout."),
 ) -> None:
     """Rehearse ENV's migration on fresh local Scaleways, under real traffic.
@@ -406,7 +409,8 @@ def lab_rehearse(
     unknown = [name for name in scenario if name not in SCENARIOS]
     if unknown:
         raise UsageError(f"--scenario {shown(unknown[0])}: choose {' or '.join(SCENARIOS)}")
-    report = rehearse(env, rps=rps, bake_seconds=bake_seconds, scenarios=tuple(scenario) or SCENARIOS,
+    chosen = tuple(scenario) or (("cutover",) if fault else SCENARIOS)
+    report = rehearse(env, rps=rps, bake_seconds=bake_seconds, scenarios=chosen, fault=fault,
                       log=lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True))
     if as_json:
         print(json.dumps(report.as_json(), indent=2))
@@ -417,6 +421,7 @@ def lab_rehearse(
 
 
 def _print_rehearsal(report) -> None:
+    from ciel.rehearsal import FAULTS
     def ms(value) -> str:
         return "" if value is None else f"{value:.1f}"
 
@@ -435,6 +440,11 @@ def _print_rehearsal(report) -> None:
                   f"re-plan changes: {scenario.replan_changes}; final backend: {scenario.final_backend}"
                   + (f"; instances left: {scenario.servers_left}" if scenario.servers_left is not None else ""),
                   highlight=False, markup=False)
+        if scenario.fault:
+            outside = scenario.failed_outside_window
+            out.print(f"fault {scenario.fault}: {FAULTS[scenario.fault]}" + (
+                f"; failed outside the worst-case window: {outside}" if outside is not None else ""),
+                highlight=False, markup=False)
         if scenario.error:
             out.print(Text.assemble(("error: ", "bold red"), scenario.error))
     verdict = "[green]passed[/green]" if report.ok else "[bold red]FAILED[/bold red]"

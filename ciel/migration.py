@@ -48,13 +48,20 @@ def thresholds_for(config: EnvironmentConfig) -> Thresholds:
     )
 
 
+def bake_worst_case_seconds(thresholds: Thresholds, frontends: int, lb_apply_seconds: float = 0.0) -> float:
+    """The documented worst case of a cluster failing during the bake, in seconds, given
+    the LB's own apply time (pending → ready: unknown for the real LB, about one read for
+    the lab's)."""
+    return rollback_worst_case(fall=HEALTH_CHECK_MAX_RETRIES, check_delay=HEALTH_CHECK_DELAY_SECONDS,
+                               check_timeout=HEALTH_CHECK_TIMEOUT_SECONDS,
+                               watch_interval=thresholds.bake_check_interval, frontends=frontends,
+                               apply_seconds=LB_POLL_SECONDS + lb_apply_seconds)
+
+
 def bake_worst_case_lines(thresholds: Thresholds, frontends: int) -> list[str]:
     """The documented worst case of a cluster failing during the bake, with this
     environment's numbers (the LB's apply time is the LB's own: unknown here)."""
-    fixed = rollback_worst_case(fall=HEALTH_CHECK_MAX_RETRIES, check_delay=HEALTH_CHECK_DELAY_SECONDS,
-                                check_timeout=HEALTH_CHECK_TIMEOUT_SECONDS,
-                                watch_interval=thresholds.bake_check_interval, frontends=frontends,
-                                apply_seconds=LB_POLL_SECONDS)
+    fixed = bake_worst_case_seconds(thresholds, frontends)
     return [
         f"Bake watch: every {thresholds.bake_check_interval:g}s the cluster backend's LB health (a server up AND "
         f"passing) and {thresholds.bake_probe_requests} probes; the first failure rolls back, "

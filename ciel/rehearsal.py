@@ -45,6 +45,16 @@ MAX_RPS = 1000
 CLUSTER_PREFIX = "cluster-"  # lab/kubernetes/nodes.py names every pod's stand-in so
 PLAN_COUNTS = re.compile(r"(\d+) to add, (\d+) to change, (\d+) to destroy")
 SCENARIOS = ("cutover", "rollback")
+# Faults a rehearsal can inject into its cutover scenario, one at a time.
+FAULTS = {
+    "cluster-health": "the cluster's /health fails from the start of the bake: the watch must roll back by itself; "
+                      "failed requests only inside the documented worst-case window",
+    "lb-api-errors": "the LB API answers 409, 429 and 500 to every change for LB_FAULT_SECONDS from the switch: "
+                     "the cutover retries and goes on",
+    "kill-after-switch": "the ciel process is killed once the switch is done; `ciel migrate unlock` and a second "
+                         "`ciel migrate cutover` resume it to the end",
+}
+LB_FAULT_SECONDS = 6
 
 
 def backend_side(name: str) -> str:
@@ -77,6 +87,9 @@ class ScenarioReport:
     replan_changes: int = 0
     final_backend: str = ""
     servers_left: int | None = None
+    fault: str | None = None
+    fault_window: tuple[float, float] | None = None  # (fault start, + documented worst case), wall clock
+    failed_outside_window: int | None = None
     error: str = ""
 
 
@@ -95,10 +108,11 @@ class CommandRun:
         return "\n".join(line for _, line in self.lines[-count:])
 
 
-def run_command(argv: list[str], env: dict[str, str], log: Callable[[str], None],
-                timeout: float = STEP_TIMEOUT, on_line: Callable[[str], None] | None = None) -> CommandRun:
+def run_command(argv: list[str], env: dict[str, str], log: Callable[[str], None], timeout: float = STEP_TIMEOUT,
+                on_line: Callable[[str, subprocess.Popen], None] | None = None) -> CommandRun:
     """Run `argv`, time-stamping each output line as it comes (the cutover's log lines say
-    when it called the LB), and stop it if it outlives `timeout`."""
+    when it called the LB), and stop it if it outlives `timeout`. `on_line` sees each line
+    and the process (a fault may kill it there)."""
     started = time.time()
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL, text=True, bufsize=1, cwd=str(paths.REPO_ROOT))
@@ -110,7 +124,7 @@ def run_command(argv: list[str], env: dict[str, str], log: Callable[[str], None]
             lines.append((time.time(), line.rstrip("\n")))
             log(f"    | {line.rstrip()}")
             if on_line:
-                on_line(line)
+                on_line(line, process)
         process.wait()
     finally:
         timer.cancel()
@@ -120,14 +134,14 @@ def run_command(argv: list[str], env: dict[str, str], log: Callable[[str], None]
 class Scenario:
     """One scenario on a lab of its own."""
 
-    def __init__(self, name: str, env: str, root: Path, *, rps: int, bake_seconds: float | None,
+    def __init__(self, name: str, env: str, root: Path, *, rps: int, bake_seconds: int | None,
                  log: Callable[[str], None], fault: str | None = None) -> None:
         self.name, self.env, self.rps, self.log, self.fault = name, env, rps, log, fault
         self.root = root / name
         shutil.rmtree(self.root, ignore_errors=True)
         (self.root / "environments").mkdir(parents=True)
         self.bake_seconds = bake_seconds
-        self.report = ScenarioReport(name)
+        self.report = ScenarioReport(name, fault=fault if name == "cutover" else None)
         self.traffic = None
         self.lab_env: dict[str, str] = {}
 
@@ -165,14 +179,15 @@ class Scenario:
 
     # --- steps ---------------------------------------------------------------------------------
 
-    def ciel(self, step: str, *args: str, expect: int = 0, on_line=None) -> CommandRun:
+    def ciel(self, step: str, *args: str, expect: int = 0, on_line=None, note: str = "") -> CommandRun:
         self.log(f"  [{self.name}] {step}: ciel {' '.join(args)}")
         run = run_command([CIEL, *args], self.command_env(), self.log, on_line=on_line)
-        report = StepReport(self.name, step, round(run.ended - run.started, 1), run.returncode == expect)
+        report = StepReport(self.name, step, round(run.ended - run.started, 1), run.returncode == expect, note=note)
         self._traffic_of(report, run.started, run.ended)
         self.report.steps.append(report)
         if run.returncode != expect:
-            raise CielError(f"rehearsal {self.name}: `ciel {' '.join(args)}` exited {run.returncode}:\n{run.tail()}")
+            raise CielError(f"rehearsal {self.name}: `ciel {' '.join(args)}` exited {run.returncode} (expected "
+                            f"{expect}):\n{run.tail()}")
         return run
 
     def _traffic_of(self, report: StepReport, start: float, end: float) -> None:
@@ -269,10 +284,68 @@ class Scenario:
         return self.report
 
     def _cutover_through_retire(self) -> None:
-        run = self.ciel("migrate cutover (→ retire)", "migrate", "cutover", "--env", self.env, "--yes")
-        self.report.switch_seconds = self._moved(run, "PUT frontend", "switch: started", "cluster")
+        args = ("migrate", "cutover", "--env", self.env, "--yes")
+        if self.fault == "cluster-health":
+            self._cutover_with_failing_cluster(args)
+            return
+        if self.fault == "kill-after-switch":
+            run = self.ciel("cutover (killed after the switch)", *args, expect=-9,
+                            on_line=lambda line, process: process.kill() if "switch: done" in line else None)
+            self.report.switch_seconds = self._moved(run, "PUT frontend", "switch: started", "cluster")
+            self.ciel("migrate unlock (the killed run's lock)", "migrate", "unlock", "--env", self.env, "--yes")
+            self.ciel("migrate cutover (resumed → retire)", *args)
+        else:
+            on_line = self._lb_api_errors if self.fault == "lb-api-errors" else None
+            run = self.ciel("migrate cutover (→ retire)", *args, on_line=on_line)
+            self.report.switch_seconds = self._moved(run, "PUT frontend", "switch: started", "cluster")
+            if self.fault == "lb-api-errors":
+                self.report.steps[-1].note = f"{sum('retry' in line for _, line in run.lines)} LB calls retried"
         zone = yaml.safe_load((self.root / "environments" / f"{self.env}.yaml").read_text()).get("zone", "fr-par-1")
         self.report.servers_left = len(self._lab_api(f"/instance/v1/zones/{zone}/servers").get("servers") or [])
+
+    def _lb_api_errors(self, line: str, process) -> None:
+        if "switch: started" not in line:
+            return
+        body = json.dumps({"path": "^/lb/v1/", "methods": ["POST", "PUT", "DELETE"], "statuses": [409, 429, 500],
+                           "seconds": LB_FAULT_SECONDS}).encode()
+        request = urllib.request.Request(self.lab_env["SCW_API_URL"] + "/lab/v1/faults", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=5).close()
+        self.log(f"  [{self.name}] fault: LB API answers 409/429/500 to changes for {LB_FAULT_SECONDS}s")
+
+    def _cutover_with_failing_cluster(self, args: tuple[str, ...]) -> None:
+        """The cluster's /health fails once the bake starts; the cutover must roll back by
+        itself (exit 1), and every failed request must fall inside the worst-case window."""
+        from lab.kubernetes.nodes import CLUSTER_FAULT_FILE
+
+        fault_file = self.root / "work" / "lab" / CLUSTER_FAULT_FILE
+        began: list[float] = []
+
+        def fail_cluster(line: str, process) -> None:
+            if "bake: started" in line and not began:
+                fault_file.parent.mkdir(parents=True, exist_ok=True)
+                fault_file.touch()
+                began.append(time.time())
+                self.log(f"  [{self.name}] fault: the cluster's /health answers 503 from now")
+
+        run = self.ciel("migrate cutover (cluster fails in the bake)", *args, expect=1, on_line=fail_cluster)
+        fault_file.unlink(missing_ok=True)
+        self.report.switch_seconds = self._moved(run, "PUT frontend", "switch: started", "cluster")
+        moved = self._moved(run, "PUT frontend", "rolling back", "instances")
+        if moved is not None:
+            self.report.rollback_seconds.append(moved)
+        if not began or run.first("rolled back:") is None:
+            raise CielError(f"rehearsal {self.name}: the cutover did not roll back by itself:\n{run.tail()}")
+        self.report.fault_window = (began[0], began[0] + self.worst_case_seconds())
+
+    def worst_case_seconds(self) -> float:
+        """The documented worst case (`ciel migrate plan` prints it) with this environment's
+        numbers and the lab LB's apply time: one poll of the cutover (LB_POLL_SECONDS)."""
+        from ciel.migration import LB_POLL_SECONDS, bake_worst_case_seconds, thresholds_for
+        from infra.config import load_environment
+
+        config = load_environment(self.env)
+        return bake_worst_case_seconds(thresholds_for(config), 2 if config.enable_https else 1, LB_POLL_SECONDS)
 
     def _cutover_and_roll_back(self, step: str) -> None:
         self.ciel(f"cutover to {step}", "migrate", "cutover", "--env", self.env, "--stop-after", step)
@@ -291,6 +364,10 @@ class Scenario:
             stats = traffic.window_stats(samples, started, time.time())
             self.report.requests, self.report.failed = stats.requests, stats.failed
             self.report.failures = dict(stats.failures)
+            if self.report.fault_window:
+                start, end = self.report.fault_window
+                inside = traffic.window_stats(samples, start, end).failed
+                self.report.failed_outside_window = stats.failed - inside
             last = [s.backend for s in samples[-50:] if s.backend]
             self.report.final_backend = backend_side(last[-1]) if last else "none"
         try:
@@ -303,7 +380,7 @@ class Scenario:
 class RehearsalReport:
     env: str
     rps: int
-    bake_seconds: float | None
+    bake_seconds: int | None
     scenarios: list[ScenarioReport]
 
     def as_json(self) -> dict:
@@ -320,6 +397,7 @@ class RehearsalReport:
             "rollback_seconds": max(rollbacks) if rollbacks else None,
             "replan_changes": sum(s.replan_changes for s in self.scenarios),
             "final_backend": cutover.final_backend if cutover else None,
+            "fault": next((s.fault for s in self.scenarios if s.fault), None),
             "instances_left_after_retire": cutover.servers_left if cutover else None,
             "ok": self.ok,
             "scenarios": [_scenario_json(s) for s in self.scenarios],
@@ -327,7 +405,17 @@ class RehearsalReport:
 
     @property
     def ok(self) -> bool:
-        return all(not s.error and s.failed == 0 and s.replan_changes == 0 for s in self.scenarios)
+        return all(scenario_ok(s) for s in self.scenarios)
+
+
+def scenario_ok(report: ScenarioReport) -> bool:
+    """No error, empty re-plans, and no failed request — or, with the cluster failing on
+    purpose, none outside the documented worst-case window."""
+    if report.error or report.replan_changes:
+        return False
+    if report.fault == "cluster-health":
+        return report.failed_outside_window == 0
+    return report.failed == 0
 
 
 def _merged(dicts) -> dict[str, int]:
@@ -342,16 +430,21 @@ def _scenario_json(report: ScenarioReport) -> dict:
     return {"name": report.name, "requests": report.requests, "failed": report.failed, "failures": report.failures,
             "switch_seconds": report.switch_seconds, "rollback_seconds": report.rollback_seconds,
             "replan_changes": report.replan_changes, "final_backend": report.final_backend,
-            "servers_left": report.servers_left, "error": report.error,
+            "servers_left": report.servers_left, "error": report.error, "ok": scenario_ok(report),
+            "fault": report.fault, "fault_effect": FAULTS.get(report.fault or ""),
+            "fault_window": list(report.fault_window) if report.fault_window else None,
+            "failed_outside_window": report.failed_outside_window,
             "steps": [vars(step) for step in report.steps]}
 
 
-def rehearse(env: str, *, rps: int, bake_seconds: float | None, scenarios: tuple[str, ...] = SCENARIOS,
+def rehearse(env: str, *, rps: int, bake_seconds: int | None, scenarios: tuple[str, ...] = SCENARIOS,
              log: Callable[[str], None], fault: str | None = None) -> RehearsalReport:
     from infra.config import load_environment
 
     if not 1 <= rps <= MAX_RPS:
         raise UsageError(f"--rps {rps}: choose 1 to {MAX_RPS} requests per second")
+    if fault is not None and fault not in FAULTS:
+        raise UsageError(f"--fault {fault!r}: choose one of {', '.join(FAULTS)}")
     load_environment(env)  # a wrong name or a broken file stops here, before any lab starts
     root = paths.work_dir() / "rehearsal" / env
     previous = {name: os.environ.get(name) for name in ("CIEL_WORK_DIR", "CIEL_ENVIRONMENTS_DIR")}

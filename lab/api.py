@@ -78,6 +78,51 @@ class Request:
 Handler = Callable[["Lab", Request], tuple[int, object]]
 
 
+# What the real API answers when it refuses for a while (bodies as the SDK parses them).
+FAULT_BODIES = {
+    409: {"message": "resource is in a transient state", "resource": "lb", "resource_id": "",
+          "current_state": "pending", "type": "transient_state"},
+    429: {"message": "too many requests", "type": "too_many_requests"},
+    500: {"message": "internal error", "type": "internal_error"},
+    503: {"message": "service unavailable", "type": "service_unavailable"},
+}
+
+
+@dataclass
+class ApiFault:
+    """For `seconds` from its start, requests whose method is one of `methods` and whose
+    path matches `path` get the statuses in turn (409, 429, 500, 409, ...)."""
+
+    path: re.Pattern
+    methods: tuple[str, ...]
+    statuses: tuple[int, ...]
+    until: float
+    answered: int = 0
+
+    @classmethod
+    def from_request(cls, body: dict) -> "ApiFault":
+        import time
+
+        statuses = tuple(int(status) for status in body.get("statuses") or [409])
+        if any(status not in FAULT_BODIES for status in statuses):
+            raise invalid("statuses", f"the lab injects {sorted(FAULT_BODIES)}")
+        seconds = float(body.get("seconds") or 0)
+        if not 0 < seconds <= 600:
+            raise invalid("seconds", "a fault lasts 0 to 600 seconds")
+        return cls(re.compile(str(body.get("path") or "^/")), tuple(body.get("methods") or ("POST", "PUT", "PATCH",
+                                                                                        "DELETE")),
+                   statuses, time.monotonic() + seconds)
+
+    def answer(self, method: str, path: str) -> tuple[int, dict] | None:
+        import time
+
+        if method not in self.methods or not self.path.search(path) or time.monotonic() > self.until:
+            return None
+        status = self.statuses[self.answered % len(self.statuses)]
+        self.answered += 1
+        return status, FAULT_BODIES[status]
+
+
 @dataclass(frozen=True)
 class Route:
     method: str
@@ -127,6 +172,7 @@ class Lab:
         self.kinds: dict[str, Kind] = {}
         self.shapes: dict[tuple[str, str], dict] = {}  # (method, template) → last response body
         self.runtime = None  # lab.runtime.Runtime: the data plane, when one runs (`ciel lab up`)
+        self.faults: list[ApiFault] = []  # injected by rehearsals through POST /lab/v1/faults
 
     # --- registration ---------------------------------------------------------------------
 
@@ -245,6 +291,9 @@ class Lab:
 
     def handle(self, method: str, path: str, query: dict[str, list[str]], body: object) -> tuple[int, object]:
         with self.store.lock:
+            for fault in self.faults:
+                if (answer := fault.answer(method, path)) is not None:
+                    return answer
             for candidate in self.routes:
                 if candidate.method != method:
                     continue

@@ -29,6 +29,8 @@ def api_handler(lab: Lab) -> type[BaseHTTPRequestHandler]:
                     body = text
             if url.path == "/lab/v1/shapes" and self.command == "GET":
                 status, payload = 200, {f"{m} {t}": b for (m, t), b in lab.shapes.items()}
+            elif url.path == "/lab/v1/faults" and self.command in ("POST", "DELETE"):
+                status, payload = _faults(lab, self.command, body)
             else:
                 status, payload = lab.handle(self.command, url.path, parse_qs(url.query), body)
             data = b"" if payload is None else (payload.encode() if isinstance(payload, str)
@@ -47,6 +49,22 @@ def api_handler(lab: Lab) -> type[BaseHTTPRequestHandler]:
             return None
 
     return Handler
+
+
+def _faults(lab: Lab, method: str, body: object) -> tuple[int, object]:
+    """POST adds an API fault ({"path": regex, "methods": [...], "statuses": [...],
+    "seconds": n}); DELETE clears them all."""
+    from lab.api import ApiError, ApiFault
+
+    with lab.store.lock:
+        if method == "DELETE":
+            lab.faults.clear()
+            return 204, None
+        try:
+            lab.faults.append(ApiFault.from_request(body if isinstance(body, dict) else {}))
+        except ApiError as error:
+            return error.status, error.body
+        return 200, {"faults": len(lab.faults)}
 
 
 def serve_api(lab: Lab, port: int) -> ThreadingHTTPServer:
