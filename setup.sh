@@ -3,7 +3,8 @@
 # (engine, provider mirror, Node + cdktn, Scaleway bindings), all cached per machine.
 # A second run takes seconds. Arguments are passed to `ciel setup` (e.g. --engine tofu),
 # except --test-tools: the Debian packages the test suite runs for real (cloud-init's
-# schema validator), installed with apt-get when missing.
+# schema validator, haproxy for the lab's load balancers), installed with apt-get when
+# missing, and the lab's tools built from the Go module proxy (`ciel setup --lab-tools`).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -13,13 +14,22 @@ for arg in "$@"; do
   if [ "$arg" = "--test-tools" ]; then test_tools=1; else args+=("$arg"); fi
 done
 
-if [ "$test_tools" = 1 ] && ! command -v cloud-init >/dev/null 2>&1; then
-  echo "installing Debian package cloud-init (its schema validator checks our user data) ..." >&2
-  sudo=""
+# A Debian package, installed with apt-get when its command is missing (a stale package
+# index is refreshed once, on failure).
+install_package() {  # package command [another place the command may be]
+  if command -v "$2" >/dev/null 2>&1 || { [ -n "${3:-}" ] && [ -x "$3" ]; }; then return; fi
+  echo "installing Debian package $1 ..." >&2
+  local sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
-  $sudo apt-get install -y -q cloud-init >/dev/null 2>&1 || {
-    $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q cloud-init >/dev/null
+  $sudo apt-get install -y -q "$1" >/dev/null 2>&1 || {
+    $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "$1" >/dev/null
   }
+}
+
+if [ "$test_tools" = 1 ]; then
+  install_package cloud-init cloud-init  # its schema validator checks our user data
+  install_package haproxy haproxy /usr/sbin/haproxy  # the lab's load balancers (Debian: /usr/sbin)
+  args+=("--lab-tools")  # kube-apiserver, etcd and vegeta, built from the Go module proxy
 fi
 
 PYTHON="${PYTHON:-python3}"

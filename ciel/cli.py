@@ -385,8 +385,9 @@ def lab_rehearse(
     bake_seconds: int = typer.Option(60, "--bake-seconds", min=0, help="The cutover's bake in the rehearsal "
                                        "(the only setting changed from the environment file, whose bake is "
                                        "often ten minutes)."),
-    scenario: list[str] = typer.Option([], "--scenario", metavar="NAME", help="cutover and/or rollback "
-                                       "(default: both)."),
+    scenario: list[str] = typer.Option([], "--scenario", metavar="NAME", help="cutover, rollback (default: "
+                                       "both) or rollout (phase 1 redeployed with a new image tag under "
+                                       "traffic); repeat for several."),
     fault: Optional[str] = typer.Option(None, "--fault", metavar="NAME", help="Inject a fault into the cutover "
                                         "scenario (which then runs alone unless --scenario says otherwise): "
                                         "cluster-health, lb-api-errors or kill-after-switch."),
@@ -404,11 +405,11 @@ def lab_rehearse(
     call until every answer comes from the instances. Exit status 1 if any request
     failed, a plan was not empty or a command failed. Needs ./setup.sh --test-tools.
     """
-    from ciel.rehearsal import SCENARIOS, rehearse
+    from ciel.rehearsal import EXTRA_SCENARIOS, SCENARIOS, rehearse
 
-    unknown = [name for name in scenario if name not in SCENARIOS]
+    unknown = [name for name in scenario if name not in SCENARIOS + EXTRA_SCENARIOS]
     if unknown:
-        raise UsageError(f"--scenario {shown(unknown[0])}: choose {' or '.join(SCENARIOS)}")
+        raise UsageError(f"--scenario {shown(unknown[0])}: choose from {', '.join(SCENARIOS + EXTRA_SCENARIOS)}")
     chosen = tuple(scenario) or (("cutover",) if fault else SCENARIOS)
     report = rehearse(env, rps=rps, bake_seconds=bake_seconds, scenarios=chosen, fault=fault,
                       log=lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True))
@@ -575,6 +576,9 @@ def doctor(engine: Optional[str] = EngineOption) -> None:
 def setup(
     engine: Optional[str] = EngineOption,
     all_engines: bool = typer.Option(False, "--all-engines", help="Also build OpenTofu when Terraform is present (the tests use both)."),
+    lab_tools: bool = typer.Option(False, "--lab-tools", help="Also build the local Scaleway's tools from the Go "
+                                   "module proxy: kube-apiserver and etcd (about 4 min and 2 GiB of RAM the first "
+                                   "time) and vegeta. `ciel lab rehearse` and the lab tests need them."),
 ) -> None:
     """Install the toolchain into the per-machine cache; idempotent, seconds when warm.
 
@@ -585,7 +589,7 @@ def setup(
     """
     from toolchain.setup import run_setup
 
-    for step in run_setup(engine, all_engines=all_engines):
+    for step in run_setup(engine, all_engines=all_engines, lab_tools=lab_tools):
         err.print(f"  [green]ok[/green] {step.name:<30} {step.seconds:6.1f}s  {step.detail}", highlight=False, soft_wrap=True)
 
 

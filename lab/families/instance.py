@@ -23,6 +23,12 @@ As recorded, against the real API:
 Transient states are answered once and then move on, per object, in the lab's state (see
 `_answer`): the framework's `Kind` settles on the read itself, which would hide them from
 a waiter that polls a separate endpoint after an action.
+
+With a data plane (`lab.runtime.apps`, lab/dataplane/apps.py), a running server runs a
+stand-in of the app its user data describes, on the loopback address standing for its
+private NIC's address: started when the server settles into running (or gets a NIC while
+running), drained when a poweroff, stop_in_place, reboot or terminate begins, and the
+server is not seen stopped (or gone) until the drain has ended.
 """
 
 from __future__ import annotations
@@ -134,16 +140,31 @@ def _schedule(lab: Lab, obj: dict, steps: list) -> None:
     lab.store.meta.setdefault(obj["id"], {})["steps"] = steps
 
 
+def _apps(lab: Lab):
+    """The data plane's stand-in apps (lab.dataplane.apps.AppPlane), if the lab runs one."""
+    runtime = getattr(lab, "runtime", None)
+    return getattr(runtime, "apps", None) if runtime is not None else None
+
+
+def _still_draining(lab: Lab, collection: str, obj: dict, step) -> bool:
+    """A server's stand-in is still finishing its work: it is not stopped (or gone) yet."""
+    apps = _apps(lab)
+    stops = step is GONE or step.get("state") in ("stopped", "stopped in place")
+    return collection == SERVER and stops and apps is not None and apps.draining(obj["id"])
+
+
 def _answer(lab: Lab, collection: str, obj: dict, view: dict) -> dict:
     """Answer `view` (obj as it is now), then move obj one step along its transition."""
     meta = lab.store.meta.get(obj["id"], {})
-    if meta.get("steps"):
+    if meta.get("steps") and not _still_draining(lab, collection, obj, meta["steps"][0]):
         step = meta["steps"].pop(0)
         if step is GONE:
             _FORGET[collection](lab, obj)
         else:
             date_key, clock = _UPDATED[collection]
             obj.update(step, **{date_key: clock()})
+            if collection == SERVER and step.get("state") == "running" and _apps(lab) is not None:
+                _apps(lab).server_started(lab, obj)
         if not meta["steps"]:
             del meta["steps"]
             if not meta:
@@ -646,6 +667,8 @@ def _update_server(lab: Lab, req: Request) -> tuple[int, dict]:
 def _forget_server(lab: Lab, server: dict) -> None:
     """What goes with a server: its NICs (and their IPs' links), its user data; its block
     volumes stay, detached."""
+    if _apps(lab) is not None:
+        _apps(lab).server_deleted(lab, server)
     for nic in _nics_of(lab, server):
         _let_go_ips(lab, nic)
         _remove(lab, NIC, nic)
@@ -689,6 +712,8 @@ def _server_action(lab: Lab, req: Request) -> tuple[int, dict]:
     server.update(first, modification_date=_stamp())
     _schedule(lab, server, rest)
     lab.store.save()
+    if action in ("poweroff", "stop_in_place", "reboot", "terminate") and _apps(lab) is not None:
+        _apps(lab).server_stopping(lab, server)  # drains in the background: the action answers now
     return 202, {"task": {"id": "00000000-0000-0000-0000-000000000000", "description": "fake task",
                           "status": "pending", "href_from": f"/servers/{server['id']}/action",
                           "href_result": f"/servers/{server['id']}", "started_at": _stamp(), "terminated_at": None,
@@ -806,6 +831,9 @@ def _create_nic(lab: Lab, req: Request) -> tuple[int, dict]:
     _schedule(lab, nic, [{"status": "available"}])
     lab.objects(NIC)[nic["id"]] = nic
     lab.store.save()
+    # The provider powers a server on before it creates its NICs: the app's address comes now.
+    if server["state"] == "running" and _apps(lab) is not None:
+        _apps(lab).server_started(lab, server)
     return 200, dict(nic)
 
 
@@ -839,6 +867,9 @@ def _delete_nic(lab: Lab, req: Request) -> tuple[int, None]:
     _let_go_ips(lab, nic)
     _remove(lab, NIC, nic)
     lab.store.save()
+    server = lab.objects(SERVER).get(nic["server_id"])
+    if server is not None and server["state"] == "running" and _apps(lab) is not None:
+        _apps(lab).server_started(lab, server)  # follows the addresses left: moves, or stops
     return 204, None
 
 

@@ -15,6 +15,7 @@ has one, the lab's CA.
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import secrets
 import string
@@ -145,6 +146,8 @@ def _cluster(lab: Lab, req: Request) -> dict:
     auto_upgrade = body.get("auto_upgrade") or {}
     window = _merge({"start_hour": 0, "day": "any"}, auto_upgrade.get("maintenance_window"))
     lab.store.meta[cluster_id] = {"token": "".join(secrets.choice(string.ascii_letters) for _ in range(56))}
+    if lab.runtime is not None:  # the cluster's API server: started with the first cluster
+        lab.runtime.ensure_kubernetes(lab)
     return {"id": cluster_id, "type": kind, "name": body.get("name") or f"k8s-{cluster_id[:8]}",
             "description": body.get("description") or "", "version": version["name"], "cni": cni,
             "project_id": body.get("project_id"), "tags": body.get("tags") or [],
@@ -255,6 +258,40 @@ def _kubeconfig(lab: Lab, req: Request) -> tuple[int, dict]:
               "users": [{"name": f"{name}-admin", "user": {"token": lab.store.meta[cluster["id"]]["token"]}}]}
     return 200, {"name": "kubeconfig", "content_type": "application/octet-stream",
                  "content": base64.b64encode(yaml.safe_dump(config, sort_keys=False).encode()).decode()}
+
+
+# --- the API server's token webhook ---------------------------------------------------------
+
+KUBE_ADMIN_USER = "kapsule-admin"
+KUBE_ADMIN_GROUPS = ["system:masters", "system:authenticated"]
+
+
+def lab_controller_token(lab: Lab) -> str:
+    """The token of the lab's own stand-in for nodes and cloud controller (lab/kubernetes/
+    nodes.py): made once per lab, valid whatever clusters come and go."""
+    meta = lab.store.meta.setdefault("lab-controllers", {})
+    if "token" not in meta:
+        meta["token"] = "".join(secrets.choice(string.ascii_letters) for _ in range(56))
+        lab.store.save()
+    return meta["token"]
+
+
+def _token_review(lab: Lab, req: Request) -> tuple[int, dict]:
+    """The lab's kube-apiserver asks here who a bearer token is (TokenReview, as its
+    --authentication-token-webhook-config-file says): tokens are made per cluster at any
+    time, so a static token file could not follow. A live cluster's token is its admin."""
+    body = req.json
+    token = str((body.get("spec") or {}).get("token") or "")
+    owner = next((cluster_id for cluster_id in lab.objects("cluster")
+                  if token and hmac.compare_digest(str(lab.store.meta.get(cluster_id, {}).get("token", "")), token)),
+                 None)
+    if owner is None and token and hmac.compare_digest(lab_controller_token(lab), token):
+        owner = "lab-controllers"
+    status: dict = {"authenticated": owner is not None}
+    if owner is not None:
+        status["user"] = {"username": KUBE_ADMIN_USER, "uid": f"kapsule-admin-{owner}", "groups": KUBE_ADMIN_GROUPS}
+    return 200, {"apiVersion": body.get("apiVersion") or "authentication.k8s.io/v1", "kind": "TokenReview",
+                 "status": status}
 
 
 # --- pools and nodes ----------------------------------------------------------------------
@@ -456,4 +493,5 @@ def register(lab: Lab) -> None:
         route("GET", region + "/versions", _list_versions),
         route("GET", region + "/versions/{name}", _get_version),
         route("GET", region + "/cluster-types", _cluster_types),
+        route("POST", "/lab/v1/tokenreview", _token_review),
     )

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import re
+import subprocess
 from datetime import datetime, timedelta, timezone
 
 from lab.addresses import LB_PUBLIC_V4
@@ -39,6 +41,8 @@ PUBLIC_V4 = LB_PUBLIC_V4  # loopback: traffic to an LB address stays on this mac
 PUBLIC_V6 = ipaddress.ip_network("2001:db8:1b::/64")
 INSTANCE_STATUS = {"creating": "unknown", "pending": "pending", "migrating": "migrating", "ready": "ready"}
 UNSET_TIME = "0001-01-01T00:00:00Z"
+
+log = logging.getLogger(__name__)
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -72,9 +76,33 @@ def _stamp(obj: dict) -> dict:
     return obj
 
 
-def _saved(lab: Lab, payload):
+def _saved(lab: Lab, payload, lb_id: str | None = None):
+    """Persist the change; if it is one of LB `lb_id`'s configuration, its data plane
+    takes it too."""
     lab.store.save()
+    if lb_id is not None:
+        _apply(lab, lb_id)
     return 200, payload
+
+
+def _plane(lab: Lab):
+    """The HAProxy data plane (lab/dataplane/haproxy.py), when the lab runs one."""
+    return getattr(lab.runtime, "load_balancers", None) if lab.runtime is not None else None
+
+
+def _apply(lab: Lab, lb_id: str) -> None:
+    """The LB's HAProxy reloads with its new configuration, as the real LB's instances do
+    while it is `pending`. A configuration HAProxy refuses leaves the previous one running
+    (logged): the API has accepted the change, as the real one would have."""
+    plane = _plane(lab)
+    if plane is None:
+        return
+    try:
+        plane.apply(lab, lb_id)
+    # The data plane must never break the API's answer: a refused configuration
+    # (RuntimeError), HAProxy missing or failing to start (OSError, SubprocessError).
+    except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as error:
+        log.warning("load balancer %s: data plane not updated: %s", lb_id, error)
 
 
 def _ms(value) -> int | None:
@@ -210,7 +238,7 @@ def _update_lb(lab: Lab, req: Request):
     for key in ("name", "description", "tags", "ssl_compatibility_level"):
         if req.json.get(key) is not None:
             lb[key] = req.json[key]
-    return _saved(lab, _lb_view(lab, _stamp(lb)))
+    return _saved(lab, _lb_view(lab, _stamp(lb)), lb["id"])
 
 
 def _migrate_lb(lab: Lab, req: Request):
@@ -219,7 +247,7 @@ def _migrate_lb(lab: Lab, req: Request):
         raise invalid("type", f"unknown load balancer type {req.json.get('type')!r}")
     lb = _changeable_lb(lab, req, req.params["id"], whole=True)
     lb["type"], lb["status"] = lb_type, "migrating"
-    return _saved(lab, _lb_view(lab, _stamp(lb)))
+    return _saved(lab, _lb_view(lab, _stamp(lb)), lb["id"])
 
 
 def _delete_lb(lab: Lab, req: Request):
@@ -238,6 +266,7 @@ def _delete_lb(lab: Lab, req: Request):
     del lab.objects("lb")[lb["id"]]
     lab.store.meta.pop(lb["id"], None)
     lab.store.save()
+    _apply(lab, lb["id"])  # its HAProxy stops
     return 204, None
 
 
@@ -271,7 +300,7 @@ def _update_ip(lab: Lab, req: Request):
         lb = _changeable_lb(lab, req, body["lb_id"], whole=True)
         lb["_ip_ids"].append(ip["id"])
         ip["lb_id"] = lb["id"]
-    return _saved(lab, _public(ip))
+    return _saved(lab, _public(ip), ip["lb_id"])
 
 
 def _release_ip(lab: Lab, req: Request):
@@ -281,6 +310,8 @@ def _release_ip(lab: Lab, req: Request):
         lb["_ip_ids"].remove(ip["id"])
     del lab.objects("lb_ip")[ip["id"]]
     lab.store.save()
+    if ip["lb_id"]:
+        _apply(lab, ip["lb_id"])  # no longer listens on it
     return 204, None
 
 
@@ -407,7 +438,7 @@ def _create_backend(lab: Lab, req: Request):
                "health_check": health_check, "pool": servers, "host": "", "created_at": stamp,
                "updated_at": stamp, "_lb_id": lb["id"], "_zone": lb["zone"]}
     lab.objects("lb_backend")[backend_id] = backend
-    return _saved(lab, _backend_view(lab, backend))
+    return _saved(lab, _backend_view(lab, backend), lb["id"])
 
 
 def _list_backends(lab: Lab, req: Request):
@@ -422,7 +453,7 @@ def _update_backend(lab: Lab, req: Request):
     fields = _backend_fields(req.json)
     _changeable_lb(lab, req, backend["_lb_id"])
     backend.update(fields, name=req.json.get("name") or backend["name"])
-    return _saved(lab, _backend_view(lab, _stamp(backend)))
+    return _saved(lab, _backend_view(lab, _stamp(backend)), backend["_lb_id"])
 
 
 def _update_health_check(lab: Lab, req: Request):
@@ -431,7 +462,7 @@ def _update_health_check(lab: Lab, req: Request):
     _changeable_lb(lab, req, backend["_lb_id"])
     backend["health_check"] = health_check
     _stamp(backend)
-    return _saved(lab, backend["health_check"])
+    return _saved(lab, backend["health_check"], backend["_lb_id"])
 
 
 def _set_servers(lab: Lab, req: Request):
@@ -439,7 +470,7 @@ def _set_servers(lab: Lab, req: Request):
     servers = _servers(req.json)
     _changeable_lb(lab, req, backend["_lb_id"])
     backend["pool"] = servers
-    return _saved(lab, _backend_view(lab, _stamp(backend)))
+    return _saved(lab, _backend_view(lab, _stamp(backend)), backend["_lb_id"])
 
 
 def _delete_backend(lab: Lab, req: Request):
@@ -452,14 +483,20 @@ def _delete_backend(lab: Lab, req: Request):
     _changeable_lb(lab, req, backend["_lb_id"])
     del lab.objects("lb_backend")[backend["id"]]
     lab.store.save()
+    _apply(lab, backend["_lb_id"])
     return 204, None
 
 
-def server_health(backend: dict, server_ip: str) -> tuple[str, str]:
-    """What the LB knows of one server of a backend: (server_state,
-    last_health_check_status). The lab has no data plane yet, so every server is up and
-    passing; this is the one place to ask a real proxy instead."""
-    return "running", "passed"
+def server_health(lab: Lab, backend: dict) -> dict[str, tuple[str, str]]:
+    """What the LB knows of each server of a backend: IP → (server_state,
+    last_health_check_status). With a data plane, its HAProxy's own health checks (a
+    server it does not report: stopped, never checked); without one (API-only tests),
+    every server is up and passing."""
+    plane = _plane(lab)
+    if plane is None:
+        return {server_ip: ("running", "passed") for server_ip in backend["pool"]}
+    reported = plane.server_stats(lab, backend["_lb_id"], backend["id"])
+    return {server_ip: reported.get(server_ip, ("stopped", "unknown")) for server_ip in backend["pool"]}
 
 
 def _backend_stats(lab: Lab, req: Request):
@@ -468,8 +505,9 @@ def _backend_stats(lab: Lab, req: Request):
     for backend in lab.objects("lb_backend").values():
         if backend["_lb_id"] != lb["id"] or wanted not in (None, backend["id"]):
             continue
+        health = server_health(lab, backend)
         for server_ip in backend["pool"]:
-            state, check = server_health(backend, server_ip)
+            state, check = health[server_ip]
             stats.append({"instance_id": lb["_instance"]["id"], "backend_id": backend["id"], "ip": server_ip,
                           "server_state": state, "server_state_changed_at": backend["updated_at"],
                           "last_health_check_status": check})
@@ -510,7 +548,7 @@ def _create_certificate(lab: Lab, req: Request):
                    "_lb_id": lb["id"], "_zone": lb["zone"]}
     lab.objects("lb_certificate")[certificate_id] = certificate
     lab.store.meta[certificate_id] = {"upcoming": ["ready"]}
-    return _saved(lab, _certificate_view(lab, certificate))
+    return _saved(lab, _certificate_view(lab, certificate), lb["id"])
 
 
 def _certificate(lab: Lab, req: Request) -> dict:
@@ -542,6 +580,7 @@ def _delete_certificate(lab: Lab, req: Request):
     del lab.objects("lb_certificate")[certificate["id"]]
     lab.store.meta.pop(certificate["id"], None)
     lab.store.save()
+    _apply(lab, certificate["_lb_id"])
     return 204, None
 
 
@@ -587,7 +626,7 @@ def _create_frontend(lab: Lab, req: Request):
     frontend = {"id": frontend_id, **fields, "name": fields["name"] or f"lb-frt-{frontend_id[:8]}",
                 "created_at": stamp, "updated_at": stamp, "_lb_id": lb["id"], "_zone": lb["zone"]}
     lab.objects("lb_frontend")[frontend_id] = frontend
-    return _saved(lab, _frontend_view(lab, frontend))
+    return _saved(lab, _frontend_view(lab, frontend), lb["id"])
 
 
 def _list_frontends(lab: Lab, req: Request):
@@ -602,7 +641,7 @@ def _update_frontend(lab: Lab, req: Request):
     fields = _frontend_fields(lab, req, frontend["_lb_id"])
     _changeable_lb(lab, req, frontend["_lb_id"])
     frontend.update({**fields, "name": fields["name"] or frontend["name"]})
-    return _saved(lab, _frontend_view(lab, _stamp(frontend)))
+    return _saved(lab, _frontend_view(lab, _stamp(frontend)), frontend["_lb_id"])
 
 
 def _delete_frontend(lab: Lab, req: Request):
@@ -616,6 +655,7 @@ def _delete_frontend(lab: Lab, req: Request):
         del lab.objects("lb_route")[route_id]
     del lab.objects("lb_frontend")[frontend["id"]]
     lab.store.save()
+    _apply(lab, frontend["_lb_id"])
     return 204, None
 
 
@@ -645,7 +685,7 @@ def _create_acl(lab: Lab, req: Request):
            "updated_at": stamp, "_frontend_id": frontend["id"], "_lb_id": frontend["_lb_id"],
            "_zone": frontend["_zone"]}
     lab.objects("lb_acl")[acl_id] = acl
-    return _saved(lab, _acl_view(lab, acl))
+    return _saved(lab, _acl_view(lab, acl), acl["_lb_id"])
 
 
 def _list_acls(lab: Lab, req: Request):
@@ -663,7 +703,7 @@ def _update_acl(lab: Lab, req: Request):
     fields = _acl_fields(req.json)
     _changeable_lb(lab, req, acl["_lb_id"])
     acl.update({**fields, "name": fields["name"] or acl["name"]})
-    return _saved(lab, _acl_view(lab, _stamp(acl)))
+    return _saved(lab, _acl_view(lab, _stamp(acl)), acl["_lb_id"])
 
 
 def _delete_acl(lab: Lab, req: Request):
@@ -671,6 +711,7 @@ def _delete_acl(lab: Lab, req: Request):
     _changeable_lb(lab, req, acl["_lb_id"])
     del lab.objects("lb_acl")[acl["id"]]
     lab.store.save()
+    _apply(lab, acl["_lb_id"])
     return 204, None
 
 
@@ -702,7 +743,7 @@ def _create_route(lab: Lab, req: Request):
     found = {"id": new_id(), "frontend_id": frontend["id"], **fields, "created_at": stamp, "updated_at": stamp,
              "_lb_id": frontend["_lb_id"], "_zone": frontend["_zone"]}
     lab.objects("lb_route")[found["id"]] = found
-    return _saved(lab, _public(found))
+    return _saved(lab, _public(found), found["_lb_id"])
 
 
 def _list_routes(lab: Lab, req: Request):
@@ -717,7 +758,7 @@ def _update_route(lab: Lab, req: Request):
     fields = _route_fields(lab, req, lab.objects("lb_frontend")[found["frontend_id"]])
     _changeable_lb(lab, req, found["_lb_id"])
     found.update(fields)
-    return _saved(lab, _public(_stamp(found)))
+    return _saved(lab, _public(_stamp(found)), found["_lb_id"])
 
 
 def _delete_route(lab: Lab, req: Request):
@@ -725,6 +766,7 @@ def _delete_route(lab: Lab, req: Request):
     _changeable_lb(lab, req, found["_lb_id"])
     del lab.objects("lb_route")[found["id"]]
     lab.store.save()
+    _apply(lab, found["_lb_id"])
     return 204, None
 
 
