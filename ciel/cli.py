@@ -150,11 +150,14 @@ def deploy_phase2(
         out.print(f"{outcome.untouched_checked} phase-1 and shared resources checked: unchanged by phase 2.")
     if outcome.applied:
         out.print(f"[green]Applied[/green] phase 2 to {env}; recorded `phase: 2`. Traffic is still on the instances.")
-    elif outcome.cluster_applied:
+    elif outcome.cluster_applied and outcome.workloads_plan is None:
         out.print(f"Applied the cluster step to {env}; the workloads step and `phase: 2` wait for a run without "
                   "--cluster-only.", highlight=False, markup=False)
+    elif outcome.cluster_applied:
+        out.print(f"Applied the cluster step to {env}; the workloads already matched.", highlight=False, markup=False)
     elif outcome.credentials.live:
-        out.print(f"Nothing to apply in the cluster step of {env}: it matches the configuration.", highlight=False,
+        steps = "the cluster step" if outcome.workloads_plan is None else "either step"
+        out.print(f"Nothing to apply in {steps} of {env}: it matches the configuration.", highlight=False,
                   markup=False)
     else:
         out.print("[bold yellow]OFFLINE: nothing was applied[/bold yellow] and the environment's phase is unchanged.")

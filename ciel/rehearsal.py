@@ -59,6 +59,12 @@ FAULTS = {
 LB_FAULT_SECONDS = 6
 
 
+def _is_app_server(name: str, role: str | None = None) -> bool:
+    """A phase-1 app instance (ciel-<env>-api-<n>, ciel-<env>-worker-<n>): what retire deletes.
+    Self-managed Redis (the mvp tier's) is a data layer and stays."""
+    return any(f"-{kind}-" in name for kind in ((role,) if role else ("api", "worker")))
+
+
 def backend_side(name: str) -> str:
     return "cluster" if name.startswith(CLUSTER_PREFIX) else "instances"
 
@@ -137,8 +143,9 @@ class Scenario:
     """One scenario on a lab of its own."""
 
     def __init__(self, name: str, env: str, root: Path, *, rps: int, bake_seconds: int | None,
-                 log: Callable[[str], None], fault: str | None = None) -> None:
+                 log: Callable[[str], None], fault: str | None = None, source: Path | None = None) -> None:
         self.name, self.env, self.rps, self.log, self.fault = name, env, rps, log, fault
+        self.source = source or paths.environments_dir() / f"{env}.yaml"  # the user's file, read only
         self.root = root / name
         shutil.rmtree(self.root, ignore_errors=True)
         (self.root / "environments").mkdir(parents=True)
@@ -152,8 +159,7 @@ class Scenario:
     # --- set-up -----------------------------------------------------------------------------
 
     def _copy_environment(self) -> None:
-        source = paths.environments_dir() / f"{self.env}.yaml"
-        data = yaml.safe_load(source.read_text()) or {}
+        data = yaml.safe_load(self.source.read_text()) or {}
         if self.bake_seconds is not None:
             data["cutover_bake_seconds"] = self.bake_seconds
         (self.root / "environments" / f"{self.env}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
@@ -300,7 +306,8 @@ class Scenario:
             if self.fault == "lb-api-errors":
                 self.report.steps[-1].note = f"{sum('retry' in line for _, line in run.lines)} LB calls retried"
         zone = yaml.safe_load((self.root / "environments" / f"{self.env}.yaml").read_text()).get("zone", "fr-par-1")
-        self.report.servers_left = len(self._lab_api(f"/instance/v1/zones/{zone}/servers").get("servers") or [])
+        servers = self._lab_api(f"/instance/v1/zones/{zone}/servers").get("servers") or []
+        self.report.servers_left = sum(1 for server in servers if _is_app_server(server["name"]))
 
     def _lb_api_errors(self, line: str, process) -> None:
         if "switch: started" not in line:
@@ -366,7 +373,7 @@ class Scenario:
 
         zone = load_environment(self.env).zone
         servers = [s for s in self._lab_api(f"/instance/v1/zones/{zone}/servers").get("servers") or []
-                   if "-api-" in s["name"]]
+                   if _is_app_server(s["name"], role="api")]
         pools = [set(b["pool"]) for b in self._lab_api(f"/lb/v1/zones/{zone}/backends").get("backends") or []]
         region = zone.rsplit("-", 1)[0]
         placed = []
@@ -487,12 +494,14 @@ def rehearse(env: str, *, rps: int, bake_seconds: int | None, scenarios: tuple[s
         raise UsageError(f"--fault {fault!r}: choose one of {', '.join(FAULTS)}")
     load_environment(env)  # a wrong name or a broken file stops here, before any lab starts
     root = paths.work_dir() / "rehearsal" / env
+    source = paths.environments_dir() / f"{env}.yaml"  # before any scenario points CIEL_ENVIRONMENTS_DIR at its copy
     previous = {name: os.environ.get(name) for name in ("CIEL_WORK_DIR", "CIEL_ENVIRONMENTS_DIR")}
     reports = []
     try:
         for name in scenarios:
             log(f"rehearsal of {env}: scenario {name}")
-            reports.append(Scenario(name, env, root, rps=rps, bake_seconds=bake_seconds, log=log, fault=fault).run())
+            reports.append(Scenario(name, env, root, rps=rps, bake_seconds=bake_seconds, log=log, fault=fault,
+                                    source=source).run())
     finally:
         for name, value in previous.items():
             if value is None:
