@@ -391,9 +391,9 @@ def lab_rehearse(
     scenario: list[str] = typer.Option([], "--scenario", metavar="NAME", help="cutover, rollback (default: "
                                        "both) or rollout (phase 1 redeployed with a new image tag under "
                                        "traffic); repeat for several."),
-    fault: Optional[str] = typer.Option(None, "--fault", metavar="NAME", help="Inject a fault into the cutover "
-                                        "scenario (which then runs alone unless --scenario says otherwise): "
-                                        "cluster-health, lb-api-errors or kill-after-switch."),
+    fault: list[str] = typer.Option([], "--fault", metavar="NAME", help="Inject a fault into the cutover scenario "
+                                    "(which then runs alone unless --scenario says otherwise): cluster-health "
+                                    "(alone), lb-api-errors, kill-after-switch; repeat for several."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object on stdout."),
 ) -> None:
     """Rehearse ENV's migration on fresh local Scaleways, under real traffic.
@@ -414,7 +414,7 @@ def lab_rehearse(
     if unknown:
         raise UsageError(f"--scenario {shown(unknown[0])}: choose from {', '.join(SCENARIOS + EXTRA_SCENARIOS)}")
     chosen = tuple(scenario) or (("cutover",) if fault else SCENARIOS)
-    report = rehearse(env, rps=rps, bake_seconds=bake_seconds, scenarios=chosen, fault=fault,
+    report = rehearse(env, rps=rps, bake_seconds=bake_seconds, scenarios=chosen, faults=tuple(fault),
                       log=lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True))
     if as_json:
         print(json.dumps(report.as_json(), indent=2))
@@ -444,11 +444,11 @@ def _print_rehearsal(report) -> None:
                   f"re-plan changes: {scenario.replan_changes}; final backend: {scenario.final_backend}"
                   + (f"; instances left: {scenario.servers_left}" if scenario.servers_left is not None else ""),
                   highlight=False, markup=False)
-        if scenario.fault:
-            outside = scenario.failed_outside_window
-            out.print(f"fault {scenario.fault}: {FAULTS[scenario.fault]}" + (
-                f"; failed outside the worst-case window: {outside}" if outside is not None else ""),
-                highlight=False, markup=False)
+        for fault in scenario.faults:
+            out.print(f"fault {fault}: {FAULTS[fault]}", highlight=False, markup=False)
+        if scenario.failed_outside_window is not None:
+            out.print(f"failed requests outside the documented worst-case window: {scenario.failed_outside_window}",
+                      highlight=False, markup=False)
         if scenario.error:
             out.print(Text.assemble(("error: ", "bold red"), scenario.error))
     verdict = "[green]passed[/green]" if report.ok else "[bold red]FAILED[/bold red]"

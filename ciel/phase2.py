@@ -143,7 +143,7 @@ def deploy_phase2(
         _confirm(f"Apply the workloads step ({len(workloads_plan.changes)} change(s)) to {env}?", auto_approve, confirm)
         workloads_workspace.apply(workloads_plan)  # waits for the rollouts and the Service's LB
         applied = True
-    if credentials.live and config.phase != 2:  # also when a run applied the workloads but died before this
+    if credentials.live:  # idempotent; also records a run that applied the workloads but died before this
         record_phase(env, 2)
     return Phase2Outcome(env=env, credentials=credentials, cluster_plan=cluster_plan, workloads_plan=workloads_plan,
                          applied=applied, untouched_checked=checked,

@@ -95,7 +95,7 @@ class ScenarioReport:
     replan_changes: int = 0
     final_backend: str = ""
     servers_left: int | None = None
-    fault: str | None = None
+    faults: tuple[str, ...] = ()
     fault_window: tuple[float, float] | None = None  # (fault start, + documented worst case), wall clock
     failed_outside_window: int | None = None
     error: str = ""
@@ -143,14 +143,15 @@ class Scenario:
     """One scenario on a lab of its own."""
 
     def __init__(self, name: str, env: str, root: Path, *, rps: int, bake_seconds: int | None,
-                 log: Callable[[str], None], fault: str | None = None, source: Path | None = None) -> None:
-        self.name, self.env, self.rps, self.log, self.fault = name, env, rps, log, fault
+                 log: Callable[[str], None], faults: tuple[str, ...] = (), source: Path | None = None) -> None:
+        self.name, self.env, self.rps, self.log = name, env, rps, log
+        self.faults = faults if name == "cutover" else ()
         self.source = source or paths.environments_dir() / f"{env}.yaml"  # the user's file, read only
         self.root = root / name
         shutil.rmtree(self.root, ignore_errors=True)
         (self.root / "environments").mkdir(parents=True)
         self.bake_seconds = bake_seconds
-        self.report = ScenarioReport(name, fault=fault if name == "cutover" else None)
+        self.report = ScenarioReport(name, faults=self.faults)
         self.traffic = None
         self.lab_env: dict[str, str] = {}
         self.windows: list[tuple[StepReport, float, float]] = []  # each step's traffic, read at the end
@@ -180,6 +181,11 @@ class Scenario:
     def command_env(self) -> dict[str, str]:
         return {**os.environ, **self.lab_env, "CIEL_WORK_DIR": str(self.root / "work"),
                 "CIEL_ENVIRONMENTS_DIR": str(self.root / "environments"), "COLUMNS": "200"}
+
+    def _zone(self) -> str:
+        from infra.config import load_environment
+
+        return load_environment(self.env).zone  # CIEL_ENVIRONMENTS_DIR points at this scenario's copy
 
     def _lab_api(self, path: str) -> dict:
         request = urllib.request.Request(self.lab_env["SCW_API_URL"] + path,
@@ -290,26 +296,29 @@ class Scenario:
 
     def _cutover_through_retire(self) -> None:
         args = ("migrate", "cutover", "--env", self.env, "--yes")
-        if self.fault == "cluster-health":
+        if "cluster-health" in self.faults:
             self._cutover_with_failing_cluster(args)
             return
-        if self.fault == "kill-after-switch":
-            run = self.ciel("cutover (killed after the switch)", *args, expect=-9,
-                            on_line=lambda line, process: process.kill() if "switch: done" in line else None)
-            self._moved("switch", run, "switch: started", "cluster")
+        kill = "kill-after-switch" in self.faults
+
+        def on_line(line: str, process) -> None:
+            if "lb-api-errors" in self.faults:
+                self._lb_api_errors(line)
+            if kill and "switch: done" in line:
+                process.kill()
+
+        title = "migrate cutover " + ("(killed after the switch)" if kill else "(→ retire)")
+        run = self.ciel(title, *args, expect=-9 if kill else 0, on_line=on_line)
+        self._moved("switch", run, "switch: started", "cluster")
+        if "lb-api-errors" in self.faults:
+            self.report.steps[-1].note = f"{sum('retry' in line for _, line in run.lines)} LB calls retried"
+        if kill:
             self.ciel("migrate unlock (the killed run's lock)", "migrate", "unlock", "--env", self.env, "--yes")
             self.ciel("migrate cutover (resumed → retire)", *args)
-        else:
-            on_line = self._lb_api_errors if self.fault == "lb-api-errors" else None
-            run = self.ciel("migrate cutover (→ retire)", *args, on_line=on_line)
-            self._moved("switch", run, "switch: started", "cluster")
-            if self.fault == "lb-api-errors":
-                self.report.steps[-1].note = f"{sum('retry' in line for _, line in run.lines)} LB calls retried"
-        zone = yaml.safe_load((self.root / "environments" / f"{self.env}.yaml").read_text()).get("zone", "fr-par-1")
-        servers = self._lab_api(f"/instance/v1/zones/{zone}/servers").get("servers") or []
+        servers = self._lab_api(f"/instance/v1/zones/{self._zone()}/servers").get("servers") or []
         self.report.servers_left = sum(1 for server in servers if _is_app_server(server["name"]))
 
-    def _lb_api_errors(self, line: str, process) -> None:
+    def _lb_api_errors(self, line: str) -> None:
         if "switch: started" not in line:
             return
         body = json.dumps({"path": "^/lb/v1/", "methods": ["POST", "PUT", "DELETE"], "statuses": [409, 429, 500],
@@ -444,7 +453,7 @@ class RehearsalReport:
             "rollback_seconds": max(rollbacks) if rollbacks else None,
             "replan_changes": sum(s.replan_changes for s in self.scenarios),
             "final_backend": cutover.final_backend if cutover else None,
-            "fault": next((s.fault for s in self.scenarios if s.fault), None),
+            "faults": sorted({fault for s in self.scenarios for fault in s.faults}),
             "instances_left_after_retire": cutover.servers_left if cutover else None,
             "ok": self.ok,
             "scenarios": [_scenario_json(s) for s in self.scenarios],
@@ -460,7 +469,7 @@ def scenario_ok(report: ScenarioReport) -> bool:
     purpose, none outside the documented worst-case window."""
     if report.error or report.replan_changes:
         return False
-    if report.fault == "cluster-health":
+    if "cluster-health" in report.faults:
         return report.failed_outside_window == 0
     return report.failed == 0
 
@@ -478,20 +487,23 @@ def _scenario_json(report: ScenarioReport) -> dict:
             "switch_seconds": report.switch_seconds, "rollback_seconds": report.rollback_seconds,
             "replan_changes": report.replan_changes, "final_backend": report.final_backend,
             "servers_left": report.servers_left, "error": report.error, "ok": scenario_ok(report),
-            "fault": report.fault, "fault_effect": FAULTS.get(report.fault or ""),
+            "faults": {fault: FAULTS[fault] for fault in report.faults},
             "fault_window": list(report.fault_window) if report.fault_window else None,
             "failed_outside_window": report.failed_outside_window,
             "steps": [vars(step) for step in report.steps]}
 
 
 def rehearse(env: str, *, rps: int, bake_seconds: int | None, scenarios: tuple[str, ...] = SCENARIOS,
-             log: Callable[[str], None], fault: str | None = None) -> RehearsalReport:
+             log: Callable[[str], None], faults: tuple[str, ...] = ()) -> RehearsalReport:
     from infra.config import load_environment
 
     if not 1 <= rps <= MAX_RPS:
         raise UsageError(f"--rps {rps}: choose 1 to {MAX_RPS} requests per second")
-    if fault is not None and fault not in FAULTS:
-        raise UsageError(f"--fault {fault!r}: choose one of {', '.join(FAULTS)}")
+    for fault in faults:
+        if fault not in FAULTS:
+            raise UsageError(f"--fault {fault!r}: choose from {', '.join(FAULTS)}")
+    if "cluster-health" in faults and len(faults) > 1:
+        raise UsageError("--fault cluster-health ends the cutover with a rollback: run it alone")
     load_environment(env)  # a wrong name or a broken file stops here, before any lab starts
     root = paths.work_dir() / "rehearsal" / env
     source = paths.environments_dir() / f"{env}.yaml"  # before any scenario points CIEL_ENVIRONMENTS_DIR at its copy
@@ -500,7 +512,7 @@ def rehearse(env: str, *, rps: int, bake_seconds: int | None, scenarios: tuple[s
     try:
         for name in scenarios:
             log(f"rehearsal of {env}: scenario {name}")
-            reports.append(Scenario(name, env, root, rps=rps, bake_seconds=bake_seconds, log=log, fault=fault,
+            reports.append(Scenario(name, env, root, rps=rps, bake_seconds=bake_seconds, log=log, faults=faults,
                                     source=source).run())
     finally:
         for name, value in previous.items():

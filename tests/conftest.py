@@ -96,10 +96,11 @@ def one(document: dict, type_: str) -> dict:
     return found[0]
 
 
-def run_ciel(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+def run_ciel(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO_ROOT,
+             timeout: float = 600) -> subprocess.CompletedProcess:
     """The real console script, as a user runs it."""
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
-    return subprocess.run([CIEL, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600)
+    return subprocess.run([CIEL, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture
