@@ -155,7 +155,8 @@ class Scenario:
         self.traffic = None
         self.lab_env: dict[str, str] = {}
         self.windows: list[tuple[StepReport, float, float]] = []  # each step's traffic, read at the end
-        self.moves: list[tuple[str, float, str]] = []  # (what, call time, side every answer must come from)
+        # (what, call time, end of its command, side every answer must come from)
+        self.moves: list[tuple[str, float, float, str]] = []
 
     # --- set-up -----------------------------------------------------------------------------
 
@@ -266,7 +267,7 @@ class Scenario:
         begun = run.first(after_text) or run.started
         called = run.first("PUT frontend", begun)
         if called is not None:
-            self.moves.append((what, called, side))
+            self.moves.append((what, called, run.ended, side))
 
     # --- the scenarios ----------------------------------------------------------------------------
 
@@ -411,8 +412,9 @@ class Scenario:
                 found = traffic.window_stats(samples, start, end)
                 report.requests, report.failed, report.failures = found.requests, found.failed, dict(found.failures)
                 report.p50_ms, report.p99_ms = found.p50_ms, found.p99_ms
-            for what, called, side in self.moves:
-                seconds = traffic.seconds_until_all(samples, called, lambda backend: backend_side(backend) == side)
+            for what, called, ended, side in self.moves:
+                seconds = traffic.seconds_until_all(samples, called, lambda backend: backend_side(backend) == side,
+                                                    until=ended)
                 if what == "switch":
                     self.report.switch_seconds = seconds
                 else:

@@ -151,13 +151,17 @@ def first_time_all_from(samples: list[Sample], after: float, backend_prefix: str
     return seconds_until_all(samples, after, lambda backend: backend.startswith(backend_prefix))
 
 
-def seconds_until_all(samples: list[Sample], after: float, matches: Callable[[str], bool]) -> float | None:
-    """first_time_all_from, with any rule for the backends that count (`matches(name)`)."""
+def seconds_until_all(samples: list[Sample], after: float, matches: Callable[[str], bool],
+                      until: float | None = None) -> float | None:
+    """first_time_all_from, with any rule for the backends that count (`matches(name)`),
+    looking only at requests sent before `until` (when a later step may move traffic again)."""
     last_other: float | None = None
     last_matching: float | None = None
     for sample in samples:
         if sample.timestamp < after or sample.backend is None:
             continue
+        if until is not None and sample.timestamp > until:
+            break
         if matches(sample.backend):
             last_matching = sample.timestamp if last_matching is None else max(last_matching, sample.timestamp)
         else:
