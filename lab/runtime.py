@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 from lab.processes import Supervisor
@@ -69,8 +70,10 @@ class Runtime:
         try:
             self.kubernetes.start()
             seconds = self.kubernetes.wait_ready()
+            api_client = self.kubernetes.admin_client(lab_token(lab))
+            seconds += _wait_for_service_addresses(api_client)
             LOG.warning("kube-apiserver ready on %s after %.1fs", self.kubernetes.api_url, seconds)
-            self.nodes = ClusterNodes(lab, self, self.kubernetes.admin_client(lab_token(lab)))
+            self.nodes = ClusterNodes(lab, self, api_client)
             self.nodes.start()
         except Exception as error:  # the API server missing or failing: the API family still answers
             self.kubernetes_error = str(error)
@@ -81,6 +84,24 @@ class Runtime:
             if part is not None:
                 part.stop()
         self.supervisor.stop_all()
+
+
+def _wait_for_service_addresses(api_client, timeout: float = 60.0) -> float:
+    """Seconds until Services can get a cluster IP: /readyz answers before the API server's
+    own controller has made its default ServiceCIDR ready, and a Service created meanwhile
+    is refused ("range is full")."""
+    from kubernetes import client
+
+    networking, started = client.NetworkingV1Api(api_client), time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            conditions = networking.read_service_cidr("kubernetes").status.conditions or []
+            if any(c.type == "Ready" and c.status == "True" for c in conditions):
+                break
+        except Exception:  # not created yet
+            pass
+        time.sleep(0.25)
+    return time.monotonic() - started
 
 
 def lab_token(lab) -> str:

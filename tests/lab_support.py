@@ -39,7 +39,7 @@ def running_lab(work_dir: Path):
     previous = os.environ.get("CIEL_WORK_DIR")
     os.environ["CIEL_WORK_DIR"] = str(work_dir)
     try:
-        ports, _ = runner.up(runner.Ports(free_port(), free_port(), free_port()))
+        ports, _ = runner.up(runner.free_ports())  # the API's port + 3..5: its Kubernetes API server, etcd
         try:
             yield runner.environment(ports)
         finally:
@@ -74,20 +74,23 @@ def apply_then_replan(directory: Path, lab_env: dict[str, str], hcl: str) -> tup
     return applied, replan.returncode, replan.stdout + replan.stderr
 
 
-def lab_answer(lab_env: dict[str, str], path: str) -> tuple[int, object]:
-    """(status, JSON body) of a GET on the running lab's API, errors included."""
+def lab_answer(lab_env: dict[str, str], path: str, body: dict | None = None) -> tuple[int, object]:
+    """(status, JSON body) of a GET (or, with a body, a POST) on the running lab's API,
+    errors included."""
+    request = urllib.request.Request(lab_env["SCW_API_URL"] + path, headers={"Content-Type": "application/json"},
+                                     data=None if body is None else json.dumps(body).encode())
     try:
-        with urllib.request.urlopen(lab_env["SCW_API_URL"] + path, timeout=10) as answer:
+        with urllib.request.urlopen(request, timeout=10) as answer:
             return answer.status, json.load(answer)
     except urllib.error.HTTPError as error:
         return error.code, json.load(error)
 
 
-def lab_json(lab_env: dict[str, str], path: str) -> dict:
-    """The JSON body of a GET that must succeed."""
-    status, body = lab_answer(lab_env, path)
-    assert 200 <= status < 300, f"GET {path}: {status} {body}"
-    return body
+def lab_json(lab_env: dict[str, str], path: str, body: dict | None = None) -> dict:
+    """The JSON body of a GET (or POST) that must succeed."""
+    status, answer = lab_answer(lab_env, path, body)
+    assert 200 <= status < 300, f"{path}: {status} {answer}"
+    return answer
 
 
 def outputs(directory: Path, lab_env: dict[str, str]) -> dict:
