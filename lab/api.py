@@ -156,6 +156,9 @@ class Kind:
     on_update: Callable[["Lab", dict, Request], None] | None = None
     on_delete: Callable[["Lab", dict], None] | None = None
     location_key: str | None = None  # "region"/"zone" in the object (default: from scope)
+    # While this says so, the object stays transient whatever the reads (a control plane
+    # that the data plane is still starting).
+    hold_transient: Callable[["Lab", dict], bool] | None = None
 
     @property
     def base(self) -> str:
@@ -218,6 +221,8 @@ class Lab:
     def settle(self, kind: Kind, obj: dict) -> None:
         """A read: count it, and settle the object once it has been read enough."""
         meta = self.store.meta.get(obj["id"], {})
+        if kind.hold_transient and kind.hold_transient(self, obj):
+            return
         if kind.statuses and meta.get("reads_left", 0) > 0:
             meta["reads_left"] -= 1
             if meta["reads_left"] == 0:

@@ -79,6 +79,11 @@ class Runtime:
             self.kubernetes_error = str(error)
             LOG.error("the lab's Kubernetes API server did not start: %s", error)
 
+    def kubernetes_settled(self) -> bool:
+        """The API server serves (the nodes' stand-in runs), or has failed for good (its
+        error is logged; the API does not wait for it forever)."""
+        return self.nodes is not None or bool(self.kubernetes_error)
+
     def stop(self) -> None:
         for part in (self.nodes, self.kubernetes, self.apps, self.load_balancers):
             if part is not None:

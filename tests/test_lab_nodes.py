@@ -56,6 +56,9 @@ def cluster(tmp_path_factory):
             "project_id": PROJECT, "source": {"private_network_id": network["id"]}, "is_ipv6": False})
         created = lab_json(lab_env, "/k8s/v1/regions/fr-par/clusters", {
             "name": "c", "version": "1.34.6", "cni": "cilium", "project_id": PROJECT})
+        # As the provider does: the cluster is usable once it is more than `creating`.
+        wait_for("the cluster's control plane", lambda: lab_json(
+            lab_env, f"/k8s/v1/regions/fr-par/clusters/{created['id']}")["status"] != "creating")
         kubeconfig = yaml.safe_load(base64.b64decode(lab_json(
             lab_env, f"/k8s/v1/regions/fr-par/clusters/{created['id']}/kubeconfig")["content"]))
         ca = tempfile.NamedTemporaryFile(suffix=".pem", delete=False)
@@ -67,7 +70,6 @@ def cluster(tmp_path_factory):
         configuration.ssl_ca_cert = ca.name
         api = client.ApiClient(configuration)
         core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-        wait_for("the API server", lambda: core.list_namespace() is not None)
         yield core, apps, ingress["address"].split("/")[0], network["id"], ingress["id"]
 
 
@@ -98,9 +100,10 @@ def test_a_deployment_runs_as_pods_behind_the_private_lb_and_rolls_to_a_new_imag
     assert core.read_namespaced_service("api", "ciel").status.load_balancer.ingress[0].ip == address
 
     # The reserved private address is served on its loopback stand-in, by both pods.
-    served = wait_for("the private LB", lambda: answers(loopback_for(address), 80))
+    served = wait_for("both pods behind the private LB (each once its health check passed)",
+                      lambda: (found := answers(loopback_for(address), 80)) and
+                      len({body.split()[0] for body in found}) == 2 and found)
     assert all("version=1.0" in body for body in served)
-    assert len({body.split()[0] for body in served}) == 2, served
 
     apps.patch_namespaced_deployment("api", "ciel", {"spec": {"template": {"spec": {"containers": [
         {"name": "api", "image": "rg.fr-par.scw.cloud/ns/ciel:1.1"}]}}}})

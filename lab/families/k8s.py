@@ -464,6 +464,8 @@ def _cluster_available_types(lab: Lab, req: Request) -> tuple[int, dict]:
 def register(lab: Lab) -> None:
     clusters = lab.add_kind(Kind(
         "k8s/v1", "regions", "clusters", "clusters", "cluster", _cluster, statuses=("creating", "pool_required"),
+        # Its API server must answer (and give Services addresses) before it is more than `creating`.
+        hold_transient=lambda lab, cluster: lab.runtime is not None and not lab.runtime.kubernetes_settled(),
         updatable=("name", "description", "tags", "feature_gates", "admission_plugins", "apiserver_cert_sans"),
         delete_status=200, on_update=_cluster_changed, on_delete=_delete_cluster), with_routes=False)
     pools = lab.add_kind(Kind(

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from lab.addresses import loopback_for
 
-POD_LOOPBACK = ipaddress.ip_network("127.64.0.0/16")
+POD_LOOPBACKS = ipaddress.ip_network("127.64.0.0/11")  # one /16 of it per lab, chosen by its port
 PRIVATE_LB = "service.beta.kubernetes.io/scw-loadbalancer-"
 LOG = logging.getLogger("lab.kubernetes")
 # A faulty cluster for rehearsals: while this file exists in the lab folder, every
@@ -88,7 +88,8 @@ class ClusterNodes:
         self.apps, self.core = client.AppsV1Api(api_client), client.CoreV1Api(api_client)
         self.workloads: dict[str, Workload] = {}  # "namespace/name" → its pods
         self.services: dict[str, str] = {}  # "namespace/name" → the HAProxy config in effect
-        self.addresses = (str(host) for host in POD_LOOPBACK.hosts())
+        pods = list(POD_LOOPBACKS.subnets(new_prefix=16))[runtime.api_port % 32]
+        self.addresses = (str(host) for host in pods.hosts())
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
         self.fault_file = runtime.directory / CLUSTER_FAULT_FILE
@@ -137,20 +138,35 @@ class ClusterNodes:
     def _start_pod(self, key: str, template: dict, template_hash: str, index: int) -> Pod:
         container = _container(template)
         mode = _env(container, "APP_MODE") or "api"
-        image = container.get("image") or ""
-        version = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else "latest"
         name = f"cluster-{key.split('/')[1]}-{template_hash[:5]}-{index}"
         pod = Pod(name=name, address=next(self.addresses), port=int((container.get("ports") or [{}])[0]
                                                                       .get("containerPort") or 8080),
                   template=template_hash, mode=mode)
-        queue = self.runtime.directory / "queue"
-        queue.mkdir(exist_ok=True)
+        self._run_container(pod, container)
+        return pod
+
+    def _run_container(self, pod: Pod, container: dict) -> None:
+        """Start (or, as the kubelet does with restartPolicy Always, restart) the pod's app."""
+        image = container.get("image") or ""
+        version = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else "latest"
+        queue = self._queue()
         self.fault_file.parent.mkdir(exist_ok=True)
         self.runtime.supervisor.start(self._process(pod), [
-            sys.executable, "-m", "lab.dataplane.standin", "--mode", mode, "--bind", pod.address,
-            "--port", str(pod.port), "--name", name, "--version", version, "--fault-file", str(self.fault_file),
+            sys.executable, "-m", "lab.dataplane.standin", "--mode", pod.mode, "--bind", pod.address,
+            "--port", str(pod.port), "--name", pod.name, "--version", version, "--fault-file", str(self.fault_file),
             "--queue-dir", str(queue)])
-        return pod
+
+    def _queue(self) -> Path:
+        """The media queue the cluster's workers share with the instances' (one SQS queue):
+        the lab's queue of the cluster's private network."""
+        with self.lab.store.lock:
+            networks = [c.get("private_network_id") for c in self.lab.objects("cluster").values()]
+        network = next((n for n in networks if n), None)
+        if network and self.runtime.apps is not None:
+            return self.runtime.apps.queue_dir(network)
+        queue = self.runtime.directory / "queues" / "cluster"
+        queue.mkdir(parents=True, exist_ok=True)
+        return queue
 
     def _ready(self, pod: Pod, template: dict) -> bool:
         if not self.runtime.supervisor.running(self._process(pod)):
@@ -175,6 +191,10 @@ class ClusterNodes:
             pod = self._start_pod(key, template, current, index)
             workload.pods.append(pod)
             new.append(pod)
+        for pod in new:
+            if not self.runtime.supervisor.running(self._process(pod)):
+                LOG.warning("pod %s exited: restarting it", pod.name)
+                self._run_container(pod, _container(template))
         ready = [pod for pod in new if self._ready(pod, template)]
         if old and len(ready) == wanted:
             # The new pods serve: take the old ones out of the private LB first, then stop them.
