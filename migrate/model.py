@@ -88,6 +88,11 @@ class ServerHealth:
         return self.state == "running" and self.check in PASSING_CHECKS
 
     @property
+    def rising(self) -> bool:
+        """Down but passing its checks: the LB puts it up once its rise count is met."""
+        return self.state == "starting" and self.check in PASSING_CHECKS
+
+    @property
     def inconclusive(self) -> bool:
         """Up, with a check in progress (or none reported yet): read again."""
         return self.state == "running" and self.check in INCONCLUSIVE_CHECKS

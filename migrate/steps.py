@@ -115,6 +115,11 @@ def production_checks(ctx: Context) -> None:
 # --- the steps -----------------------------------------------------------------------
 
 
+# Watch intervals the preflight waits for a cluster backend that passes its checks but is
+# still held down by the LB's rise count (6 × 5 s: several rise periods of the LB's checks).
+RISING_READS = 6
+
+
 def preflight(ctx: Context) -> None:
     ctx.lb.wait_settled()
     for name in ("api", "worker"):
@@ -124,6 +129,16 @@ def preflight(ctx: Context) -> None:
             raise StepFailed(f"deployment {name} is not ready ({ready}/{desired}): run `ciel deploy phase2` and wait")
     verdict, health = read_backend(ctx, ctx.target.cluster_backend_id, require_all=True, what="cluster backend")
     ctx.log(f"  check cluster backend (every server up and passing): {verdict} {health}")
+    # Right after `deploy phase2` the LB has seen the cluster pass but not yet rise times in
+    # a row: wait for that, a bounded number of watch intervals, rather than stop.
+    for _ in range(RISING_READS):
+        if verdict == "ok" or not health or not all(h.ready or h.rising for h in health.values()):
+            break
+        ctx.log(f"  cluster backend on its way up (the LB's rise count): reading again in "
+                f"{ctx.thresholds.bake_check_interval:g}s")
+        ctx.sleep(ctx.thresholds.bake_check_interval)
+        verdict, health = read_backend(ctx, ctx.target.cluster_backend_id, require_all=True, what="cluster backend")
+        ctx.log(f"  check cluster backend (every server up and passing): {verdict} {health}")
     if verdict != "ok":
         raise StepFailed(f"the cluster backend is {verdict} ({health or 'no servers'}): not every server is up and "
                          "passes /health")

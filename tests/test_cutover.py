@@ -619,3 +619,38 @@ def test_power_off_leaves_a_server_stopped_in_place_alone(world, state):
     assert world.actions == []  # already off: no action
     instances.power_on(server.id)
     assert world.actions == [(server.id, "poweron")]
+
+
+def test_preflight_waits_for_a_cluster_backend_on_its_way_up_and_stops_if_it_never_rises(world, kube, qa_env,
+                                                                                            tmp_path):
+    """Right after `deploy phase2` the LB has seen the cluster pass, not yet rise times in a
+    row: the preflight reads again (a bounded number of watch intervals) instead of stopping."""
+    from migrate.steps import RISING_READS
+
+    world.cluster_app.up = False
+    world.wait_until(lambda: world.server_state[CLUSTER_IP] == "stopped")
+    world.held_down.add(CLUSTER_IP)
+    world.cluster_app.up = True
+    world.wait_until(lambda: world.health[CLUSTER_IP] == "passed" and world.server_state[CLUSTER_IP] == "starting")
+    class Log(list):
+        def append(self, line: str) -> None:  # the LB lets the server rise after the second wait
+            super().append(line)
+            if sum("on its way up" in seen for seen in self) == 2:
+                world.held_down.clear()
+
+    logs = Log()
+    record = make_cutover(world, kube, tmp_path, log=logs).run(ENV, target_of(world), THRESHOLDS,
+                                                                       stop_after="preflight")
+    assert record.completed == ["preflight"]
+    assert any("on its way up" in line for line in logs)
+
+    world.cluster_app.up = False
+    world.wait_until(lambda: world.server_state[CLUSTER_IP] == "stopped")
+    world.held_down.add(CLUSTER_IP)
+    world.cluster_app.up = True
+    world.wait_until(lambda: world.health[CLUSTER_IP] == "passed" and world.server_state[CLUSTER_IP] == "starting")
+    never_released: list[str] = []
+    with pytest.raises(StepFailed, match="cluster backend is failed"):
+        make_cutover(world, kube, tmp_path / "again", log=never_released).run(ENV, target_of(world), THRESHOLDS)
+    assert sum("on its way up" in line for line in never_released) == RISING_READS  # bounded, then it stops
+    assert world.frontend_backend_name() == {"instances"}

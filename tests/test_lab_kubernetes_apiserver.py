@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -14,37 +13,16 @@ import urllib.request
 import pytest
 import yaml
 
+from lab import runner
 from lab.api import Lab
 from lab.families import register_all
 from lab.kubernetes.apiserver import KubeApiServer, admin_client
 from lab.processes import Supervisor
 from lab.server import serve_api
 from lab.store import Store
+from tests.lab_support import free_port
 from toolchain import kubernetes_build
 from toolchain.pins import KUBERNETES_RELEASE
-
-
-def _free_port_block(width: int = 6, attempts: int = 50) -> int:
-    """A port p with p .. p+width-1 all free on 127.0.0.1 (the lab API and its offsets)."""
-    for _ in range(attempts):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + width >= 65535:
-            continue
-        sockets = []
-        try:
-            for port in range(base, base + width):
-                candidate = socket.socket()
-                sockets.append(candidate)
-                candidate.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for candidate in sockets:
-                candidate.close()
-    raise RuntimeError("no block of free ports on 127.0.0.1")
 
 
 def _lab_call(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
@@ -80,7 +58,7 @@ def lab_with_apiserver(tmp_path_factory):
         pytest.fail(f"kube-apiserver/etcd not built ({', '.join(map(str, missing))}); build them once with:\n"
                     f"  {kubernetes_build.BUILD_HINT}", pytrace=False)
     directory = tmp_path_factory.mktemp("lab")
-    port = _free_port_block()
+    port = runner.free_ports().api  # and the five after it: its Kubernetes API server, etcd
     (directory / "lab.json").write_text(json.dumps({"api": port, "s3": port + 1, "proxy": port + 2}))
     lab = register_all(Lab(Store(directory / "state.json")))
     server = serve_api(lab, port)
@@ -101,7 +79,7 @@ def lab_with_apiserver(tmp_path_factory):
 
 def test_token_review_answers_cluster_tokens_only(tmp_path):
     lab = register_all(Lab(Store(tmp_path / "state.json")))
-    server = serve_api(lab, _free_port_block(1))
+    server = serve_api(lab, free_port())
     port = server.server_address[1]
     try:
         cluster = _create_cluster(port, "review")
