@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from ciel import credentials as creds
 from ciel.deploy import check_provider_source, start_session
+from ciel.rollout import backend_health_waiter
 from foundation.errors import CielError
 from foundation.process import say
 from ciel.workspace import PlanResult, ResourceChange, StackWorkspace
@@ -65,6 +66,9 @@ def _offline_inputs() -> dict[str, str]:
     from infra.stacks.workloads import INPUTS
 
     return {item.name: item.offline for item in INPUTS}
+
+
+CLUSTER_BACKEND_TIMEOUT_S = 300
 
 
 def _live_inputs(core_outputs: dict[str, object]) -> dict[str, str]:
@@ -120,7 +124,8 @@ def deploy_phase2(
         if cluster_plan.changes:
             _confirm(f"Apply the cluster step ({len(cluster_plan.changes)} change(s)) to {env}?", auto_approve, confirm)
             core_workspace.apply(cluster_plan)
-        inputs = _live_inputs(core_workspace.outputs(include_sensitive=True))
+        core_outputs = core_workspace.outputs(include_sensitive=True)
+        inputs = _live_inputs(core_outputs)
     else:
         inputs = _offline_inputs()
 
@@ -143,6 +148,14 @@ def deploy_phase2(
         _confirm(f"Apply the workloads step ({len(workloads_plan.changes)} change(s)) to {env}?", auto_approve, confirm)
         workloads_workspace.apply(workloads_plan)  # waits for the rollouts and the Service's LB
         applied = True
+    if credentials.live and "cluster_backend_id" in core_outputs:
+        # Done means ready for the cutover: the shared LB holds the cluster's address up and
+        # passing (its rise count takes a few checks after the private LB first answers).
+        say("  waiting until the shared load balancer sees the cluster backend up and passing /health")
+        backend_health_waiter(credentials, str(core_outputs["lb_id"]), str(core_outputs["cluster_backend_id"]),
+                              timeout_s=CLUSTER_BACKEND_TIMEOUT_S, poll_s=2,
+                              on_timeout="the workloads are applied but the LB cannot reach them (see the private "
+                              "LB of Service ciel/api); `phase: 2` not recorded")()
     if credentials.live:  # idempotent; also records a run that applied the workloads but died before this
         record_phase(env, 2)
     return Phase2Outcome(env=env, credentials=credentials, cluster_plan=cluster_plan, workloads_plan=workloads_plan,

@@ -46,7 +46,7 @@ CLUSTER_PREFIX = "cluster-"  # lab/kubernetes/nodes.py names every pod's stand-i
 PLAN_COUNTS = re.compile(r"(\d+) to add, (\d+) to change, (\d+) to destroy")
 SCENARIOS = ("cutover", "rollback")  # what a rehearsal runs unless told otherwise
 EXTRA_SCENARIOS = ("rollout",)  # deploy phase1, then again with --image-tag ROLLOUT_TAG, under traffic
-ROLLOUT_TAG = "rehearsal-2"
+ROLLOUT_TAG = "2"  # as `ciel deploy phase1 --env prod --image-tag 2`
 # Faults a rehearsal can inject into its cutover scenario, one at a time.
 FAULTS = {
     "cluster-health": "the cluster's /health fails from the start of the bake: the watch must roll back by itself; "
@@ -191,8 +191,11 @@ class Scenario:
     def _lab_api(self, path: str) -> dict:
         request = urllib.request.Request(self.lab_env["SCW_API_URL"] + path,
                                          headers={"X-Auth-Token": self.lab_env["SCW_SECRET_KEY"]})
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return json.loads(answer.read())
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return json.loads(answer.read())
+        except OSError as error:  # HTTPError included: the rehearsal reports it, it does not crash
+            raise CielError(f"rehearsal {self.name}: the lab's API answered GET {path} with {error}") from None
 
     # --- steps ---------------------------------------------------------------------------------
 
@@ -291,6 +294,8 @@ class Scenario:
             self._replan()
         except CielError as error:
             self.report.error = str(error)
+        except Exception as error:  # a fault of the rehearsal itself: reported with the rest, exit 1
+            self.report.error = f"rehearsal {self.name} failed: {type(error).__name__}: {error}"
         finally:
             self._finish(started)
         return self.report
@@ -384,7 +389,8 @@ class Scenario:
         zone = load_environment(self.env).zone
         servers = [s for s in self._lab_api(f"/instance/v1/zones/{zone}/servers").get("servers") or []
                    if _is_app_server(s["name"], role="api")]
-        pools = [set(b["pool"]) for b in self._lab_api(f"/lb/v1/zones/{zone}/backends").get("backends") or []]
+        pools = [set(backend["pool"]) for lb in self._lab_api(f"/lb/v1/zones/{zone}/lbs").get("lbs") or []
+                 for backend in self._lab_api(f"/lb/v1/zones/{zone}/lbs/{lb['id']}/backends").get("backends") or []]
         region = zone.rsplit("-", 1)[0]
         placed = []
         for server in servers:

@@ -50,7 +50,9 @@ def unit_addresses(plan: PlanResult, server: ResourceChange) -> list[str]:
 
 
 def backend_health_waiter(credentials: Credentials, lb_id: str, backend_id: str, *, timeout_s: float = 600,
-                          poll_s: float = 10) -> Callable[[], None]:
+                          poll_s: float = 10,
+                          on_timeout: str = "rollout stopped; the remaining instances were left untouched"
+                          ) -> Callable[[], None]:
     """A wait until the LB holds every server of the backend up with a passing health check
     (Scaleway API, through the cutover's load balancer side: with its timeouts and retries)."""
     from migrate.loadbalancer import LoadBalancer
@@ -68,8 +70,7 @@ def backend_health_waiter(credentials: Credentials, lb_id: str, backend_id: str,
             if states and all(health.ready for health in states.values()):
                 return
             if time.monotonic() > deadline:
-                raise CielError(f"rollout stopped: backend servers not healthy after {timeout_s:.0f}s: {states}. "
-                                "The remaining instances were left untouched")
+                raise CielError(f"backend servers not healthy after {timeout_s:.0f}s: {states}: {on_timeout}")
             time.sleep(poll_s)
 
     return wait
