@@ -264,13 +264,15 @@ class Scenario:
                     changes += sum(int(n) for n in found.groups())
         self.report.replan_changes = changes
 
-    def _moved(self, what: str, run: CommandRun, after_text: str, side: str) -> None:
+    def _moved(self, what: str, run: CommandRun, after_text: str, side: str, until_text: str | None = None) -> None:
         """Note the cutover's first frontend change after `after_text` (the switch, a
-        rollback): the report gives the seconds from it until every answer comes from `side`."""
+        rollback): the report gives the seconds from it until every answer comes from `side`
+        (looking no further than `until_text`'s line, or the command's end)."""
         begun = run.first(after_text) or run.started
         called = run.first("PUT frontend", begun)
+        until = (run.first(until_text, begun) if until_text else None) or run.ended
         if called is not None:
-            self.moves.append((what, called, run.ended, side))
+            self.moves.append((what, called, until, side))
 
     # --- the scenarios ----------------------------------------------------------------------------
 
@@ -351,7 +353,7 @@ class Scenario:
 
         run = self.ciel("migrate cutover (cluster fails in the bake)", *args, expect=1, on_line=fail_cluster)
         fault_file.unlink(missing_ok=True)
-        self._moved("switch", run, "switch: started", "cluster")
+        self._moved("switch", run, "switch: started", "cluster", until_text="rolling back")
         self._moved("rollback", run, "rolling back", "instances")
         if not began or run.first("rolled back:") is None:
             raise CielError(f"rehearsal {self.name}: the cutover did not roll back by itself:\n{run.tail()}")

@@ -57,6 +57,7 @@ def test_a_cluster_failing_in_the_bake_rolls_back_with_failures_only_in_the_docu
     assert cutover["failed_outside_window"] == 0, json.dumps(cutover, indent=1)[-4000:]
     assert cutover["final_backend"] == "instances"  # back on a serving backend
     assert cutover["rollback_seconds"], "the rollback's move to the instances was not seen in the traffic"
+    assert cutover["switch_seconds"] is not None  # traffic did reach the cluster before it failed
     assert report["replan_changes"] == 0 and report["ok"]
 
 
