@@ -46,20 +46,22 @@ def build(source: GoSource, output: Path) -> Path:
         what=f"downloading {source.module}@{source.version} from the Go module proxy",
     )
     module_dir = json.loads(info.stdout)["Dir"]
+    return build_package(Path(module_dir), source.package, output,
+                         [f"-X {setting}" for setting in source.version_ldflags], env=GO_ENV,
+                         what=f"go build of {source.module}@{source.version}")
+
+
+def build_package(directory: Path, package: str, output: Path, ldflags: list[str], *, env: dict[str, str],
+                  what: str) -> Path:
+    """`go build` of `package` within `directory` into `output`, stripped and reproducible
+    (-trimpath). Built next to the target, then renamed: an interrupted build never leaves
+    a half-written binary that a later run would trust."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    # Build next to the target, then rename: an interrupted build never leaves a
-    # half-written binary that a later run would trust.
     fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
     os.close(fd)
-    ldflags = " ".join(["-s", "-w", *(f"-X {setting}" for setting in source.version_ldflags)])
     try:
-        run(
-            [go, "build", "-trimpath", "-ldflags=" + ldflags, "-o", tmp_name, source.package],
-            cwd=Path(module_dir),
-            env=GO_ENV,
-            quiet=True,
-            what=f"go build of {source.module}@{source.version}",
-        )
+        run([go_binary(), "build", "-trimpath", "-ldflags=" + " ".join(["-s", "-w", *ldflags]), "-o", tmp_name,
+             package], cwd=directory, env=env, quiet=True, what=what)
         os.chmod(tmp_name, 0o755)
         os.replace(tmp_name, output)
     finally:

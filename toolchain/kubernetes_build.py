@@ -19,16 +19,14 @@ version in ~/.cache/ciel-infra/bin; the build modules are regenerated each time.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from foundation import paths
 from foundation.errors import ToolchainError
 from foundation.process import run, say
-from toolchain.gobuild import go_binary
+from toolchain.gobuild import build_package, go_binary
 from toolchain.pins import ETCD, KUBERNETES_RELEASE, KUBERNETES_STAGING_VERSION
 
 KUBERNETES_MODULE = "k8s.io/kubernetes"
@@ -97,22 +95,6 @@ def _download_go_mod(module: str, version: str) -> str:
     return Path(json.loads(info.stdout)["GoMod"]).read_text()
 
 
-def _build_in(build_dir: Path, package: str, output: Path, ldflags: list[str], what: str) -> Path:
-    """go build `package` within `build_dir` into `output`, atomically (no half-written binary)."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
-    os.close(fd)
-    try:
-        run([go_binary(), "build", "-trimpath", "-ldflags=" + " ".join(["-s", "-w", *ldflags]), "-o", tmp_name,
-             package], cwd=build_dir, env=BUILD_ENV, quiet=True, what=what)
-        os.chmod(tmp_name, 0o755)
-        os.replace(tmp_name, output)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-    return output
-
-
 def _fresh_build_dir(name: str) -> Path:
     build_dir = paths.cache_dir() / "build" / name
     shutil.rmtree(build_dir, ignore_errors=True)
@@ -129,8 +111,9 @@ def build_kube_apiserver() -> Path:
     staging = staging_modules(_download_go_mod(KUBERNETES_MODULE, KUBERNETES_RELEASE))
     build_dir = _fresh_build_dir(f"kube-apiserver-{KUBERNETES_RELEASE}")
     (build_dir / "go.mod").write_text(kube_build_go_mod(KUBERNETES_RELEASE, KUBERNETES_STAGING_VERSION, staging))
-    return _build_in(build_dir, f"{KUBERNETES_MODULE}/cmd/kube-apiserver", output,
-                     _kube_version_ldflags(KUBERNETES_RELEASE), f"go build of kube-apiserver {KUBERNETES_RELEASE}")
+    return build_package(build_dir, f"{KUBERNETES_MODULE}/cmd/kube-apiserver", output,
+                         _kube_version_ldflags(KUBERNETES_RELEASE), env=BUILD_ENV,
+                         what=f"go build of kube-apiserver {KUBERNETES_RELEASE}")
 
 
 def build_etcd() -> Path:
@@ -142,7 +125,7 @@ def build_etcd() -> Path:
     build_dir = _fresh_build_dir(f"etcd-{ETCD.version}")
     (build_dir / "go.mod").write_text(etcd_build_go_mod(ETCD.version))
     (build_dir / "main.go").write_text(ETCD_MAIN)
-    return _build_in(build_dir, ".", output, [], f"go build of etcd {ETCD.version}")
+    return build_package(build_dir, ".", output, [], env=BUILD_ENV, what=f"go build of etcd {ETCD.version}")
 
 
 def ensure_lab_tools() -> tuple[Path, Path]:
