@@ -39,7 +39,7 @@ from foundation.errors import CielError, UsageError
 CIEL = str(Path(sys.executable).with_name("ciel"))
 STEP_TIMEOUT = 1800.0  # no single command of a rehearsal may take longer
 SERVE_TIMEOUT = 240.0  # from the phase-1 apply to the LB's first 200
-TRAFFIC_MAX_SECONDS = 3600.0  # the attack stops by itself after this, whatever happens
+TRAFFIC_MAX_SECONDS = 1800.0  # the attack stops by itself after this, even if this process is killed
 REQUEST_PATH = "/rehearsal"
 MAX_RPS = 1000
 CLUSTER_PREFIX = "cluster-"  # lab/kubernetes/nodes.py names every pod's stand-in so
@@ -169,6 +169,8 @@ class Scenario:
     def _start_lab(self) -> None:
         from lab import runner
 
+        # This process reads the scenario's copy too (load_environment), as its commands do.
+        os.environ["CIEL_ENVIRONMENTS_DIR"] = str(self.root / "environments")
         os.environ["CIEL_WORK_DIR"] = str(self.root / "work")
         ports, _ = runner.up(runner.free_ports())
         self.lab_env = runner.environment(ports)
@@ -186,7 +188,7 @@ class Scenario:
     def _zone(self) -> str:
         from infra.config import load_environment
 
-        return load_environment(self.env).zone  # CIEL_ENVIRONMENTS_DIR points at this scenario's copy
+        return load_environment(self.env).zone
 
     def _lab_api(self, path: str) -> dict:
         request = urllib.request.Request(self.lab_env["SCW_API_URL"] + path,
@@ -224,7 +226,6 @@ class Scenario:
         from lab.traffic import Traffic
         from toolchain.loadtool import ensure_vegeta
 
-        os.environ["CIEL_ENVIRONMENTS_DIR"] = str(self.root / "environments")
         config = load_environment(self.env)
         address = require_loopback(self._load_balancer_address(config.zone))
         host = config.api_hostname if config.enable_https else None

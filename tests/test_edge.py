@@ -18,6 +18,8 @@ def test_instance_backend_checks_health_and_drains_cleanly():
     assert (backend["forward_protocol"], backend["forward_port"]) == ("http", 8080)
     assert backend["health_check_http"] == {"uri": "/health", "code": 200}
     assert backend["on_marked_down_action"] == "shutdown_sessions"
+    # A refused connection (an instance being replaced, still up for the LB) goes to another server.
+    assert backend["max_retries"] >= 1 and backend["redispatch_attempt_count"] == 1
 
 
 def test_without_a_domain_http_forwards_and_no_certificate_is_requested():

@@ -12,7 +12,7 @@ from constructs import Construct
 
 from infra.config import EnvironmentConfig
 from infra.constructs.lb_health import (HEALTH_CHECK_DELAY_SECONDS, HEALTH_CHECK_MAX_RETRIES,
-                                       HEALTH_CHECK_TIMEOUT_SECONDS)
+                                       HEALTH_CHECK_TIMEOUT_SECONDS, LB_CONNECT_RETRIES)
 from infra.constructs.networking import Networking
 from infra.providers import scaleway
 
@@ -119,6 +119,12 @@ class Edge(Construct):
             health_check_timeout=f"{HEALTH_CHECK_TIMEOUT_SECONDS}s",
             health_check_max_retries=HEALTH_CHECK_MAX_RETRIES,
             on_marked_down_action="shutdown_sessions",
+            # A server that refuses connections (an instance replaced by a rollout, an app
+            # draining) is still up for the LB until its checks fail twice: retry those
+            # requests on another server instead of answering 503 (the prod rollout
+            # rehearsal answered 2 % of its requests with 503 without this).
+            max_retries=LB_CONNECT_RETRIES,
+            redispatch_attempt_count=1,
             timeout_connect="5s",
             timeout_server="60s",
             proxy_protocol="none",
