@@ -73,6 +73,18 @@ def test_lb_api_errors_and_a_killed_cutover_are_retried_and_resumed_without_a_fa
     assert int(killed["note"].split()[0]) > 0  # the LB's refusals were retried, not fatal
 
 
+def test_a_prod_image_rollout_replaces_the_api_instances_one_at_a_time_without_a_failed_request(tmp_path):
+    report = rehearse(tmp_path, "--env", "prod", "--scenario", "rollout")
+    rollout = report["scenarios"][0]
+    assert report["ok"] and rollout["failed"] == 0, json.dumps(rollout, indent=1)[-4000:]
+    assert rollout["replan_changes"] == 0  # the re-plan with the same tag finds nothing
+    replaced = next(step for step in rollout["steps"] if step["step"] == "deploy phase1 --image-tag 2")
+    assert replaced["requests"] > 1000 and replaced["failed"] == 0
+    # Every answer after it comes from version 2; each new API server sits at an address the LB targets.
+    note = rollout["steps"][-1]["note"]
+    assert note.startswith("answers now from version 2") and note.count(" at 10.2.0.") == 3, note
+
+
 def test_rehearse_refuses_bad_input_before_starting_anything(tmp_path):
     for args, message in ((("--env", "nope"), "nope"), (("--env", "dev", "--fault", "meteor"), "meteor"),
                           (("--env", "dev", "--fault", "cluster-health", "--fault", "lb-api-errors"), "alone"),
