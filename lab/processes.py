@@ -4,8 +4,10 @@ nothing behind. Each writes its output to logs/<name>.log in the lab's folder.""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
+import tempfile
 import subprocess
 import threading
 from pathlib import Path
@@ -62,3 +64,14 @@ class Supervisor:
     def stop_all(self, timeout: float = 10.0) -> None:
         for name in self.names():
             self.stop(name, timeout=timeout)
+
+
+def socket_dir(directory: Path, name: str) -> Path:
+    """A folder for unix sockets that belong under `directory`: a unix socket path holds at
+    most 107 bytes, which a lab folder under a deep temporary path already exceeds. It sits
+    in the system's temporary folder, named after `directory`, private to its owner."""
+    tag = hashlib.sha1(str(directory.resolve()).encode()).hexdigest()[:12]
+    folder = Path(tempfile.gettempdir()) / f"ciel-lab-{tag}" / name
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(folder.parent, 0o700)
+    return folder

@@ -40,7 +40,7 @@ from lab import addresses
 from lab.objectstorage import (
     Authority,  # the lab's CA: made once per lab folder, shared with the S3 proxy
 )
-from lab.processes import Supervisor
+from lab.processes import Supervisor, socket_dir
 
 log = logging.getLogger(__name__)
 
@@ -275,15 +275,15 @@ def _route_condition(route: dict, terminated_tls: bool) -> str:
     return f"{{ path_beg {match['path_begin']} }}"
 
 
-def render(lab, lb_id: str, folder: Path, certificate_files: dict[str, Path]) -> str:
-    """The LB's haproxy.cfg from the lab's objects."""
+def render(lab, lb_id: str, folder: Path, certificate_files: dict[str, Path], sockets: Path | None = None) -> str:
+    """The LB's haproxy.cfg from the lab's objects (its stats socket in `sockets`, default `folder`)."""
     lb = lab.objects("lb")[lb_id]
     binds = [ip["ip_address"] for ip_id in lb["_ip_ids"]
              if (ip := lab.objects("lb_ip").get(ip_id)) and ":" not in ip["ip_address"]]
     binds = [addresses.require_loopback(address) for address in binds]
     backends = {backend["id"]: backend for backend in _mine(lab, "lb_backend", lb_id)}
     lines = ["global",
-             f"  stats socket {folder / 'stats.sock'} mode 600 level admin expose-fd listeners",
+             f"  stats socket {(sockets or folder) / 'stats.sock'} mode 600 level admin expose-fd listeners",
              f"  hard-stop-after {HARD_STOP_AFTER}",
              f"  server-state-file {folder / 'server-state'}",
              "",
@@ -401,9 +401,12 @@ class LoadBalancerPlane:
         self.errors: dict[str, str] = {}  # lb id → why its last configuration was refused
         self.reload_seconds: list[float] = []  # each reload: signal to new worker running
 
-    # Folder names are short (unix socket paths are limited to 107 bytes).
     def folder(self, lb_id: str) -> Path:
         return self.root / lb_id[:13]
+
+    def sockets(self, lb_id: str) -> Path:
+        """The LB's master and stats sockets: a short path (lab/processes.socket_dir)."""
+        return socket_dir(self.directory, f"haproxy-{lb_id[:13]}")
 
     @staticmethod
     def process_name(lb_id: str) -> str:
@@ -420,7 +423,7 @@ class LoadBalancerPlane:
             folder = self.folder(lb_id)
             folder.mkdir(parents=True, exist_ok=True)
             certificate_files = self._certificates(lab, lb_id, folder)
-            text = render(lab, lb_id, folder, certificate_files)
+            text = render(lab, lb_id, folder, certificate_files, self.sockets(lb_id))
             running = self.supervisor.running(self.process_name(lb_id))
             if running and self.rendered.get(lb_id) == text:
                 return
@@ -483,7 +486,7 @@ class LoadBalancerPlane:
         return files
 
     def _master_socket(self, lb_id: str) -> Path:
-        return self.folder(lb_id) / "master.sock"
+        return self.sockets(lb_id) / "master.sock"
 
     def _ask_worker(self, lb_id: str, command: str) -> str:
         # Through the master CLI: "@1" is the current worker, whatever reloads happened.
@@ -492,7 +495,7 @@ class LoadBalancerPlane:
     def _start(self, lb_id: str, folder: Path) -> None:
         master = self._master_socket(lb_id)
         master.unlink(missing_ok=True)
-        (folder / "stats.sock").unlink(missing_ok=True)
+        (self.sockets(lb_id) / "stats.sock").unlink(missing_ok=True)
         started = time.monotonic()
         process = self.supervisor.start(self.process_name(lb_id),
                                         [HAPROXY, "-W", "-S", f"{master},mode,600", "-f", str(folder / "haproxy.cfg")],

@@ -258,8 +258,7 @@ class ClusterNodes:
         pods = self._pods_for(meta["namespace"], spec.get("selector") or {})
         uri = annotations.get(f"{PRIVATE_LB}health-check-http-uri") or "/health"
         key = f"{meta['namespace']}/{meta['name']}"
-        config = _haproxy_config(loopback_for(address), int(port["port"]), pods, uri,
-                                 self.runtime.directory / "private-lb" / f"{key.replace('/', '_')}.sock")
+        config = _haproxy_config(loopback_for(address), int(port["port"]), pods, uri)
         if self.services.get(key) != config:
             self._apply_private_lb(key, config)
             self.services[key] = config
@@ -286,11 +285,10 @@ class ClusterNodes:
         self.runtime.supervisor.start(name, [haproxy, "-W", "-db", "-f", str(path)])
 
 
-def _haproxy_config(bind: str, port: int, pods: list[Pod], health_uri: str, stats_socket: Path) -> str:
+def _haproxy_config(bind: str, port: int, pods: list[Pod], health_uri: str) -> str:
     servers = "\n".join(f"    server {pod.name} {pod.address}:{pod.port} check" for pod in pods
                         if pod.mode == "api")
     return f"""global
-    stats socket {stats_socket} mode 600 level admin
     hard-stop-after 60s
 
 defaults
