@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The migration rehearsal on this machine (bench/rehearsal.md): `ciel lab rehearse` of dev
-# and prod at 200 req/s (both scenarios), then a ramp of the cutover scenario of dev at
-# rising rates to find where failures first appear. Every run is bounded (the rehearsal
+# and prod at 200 req/s (both scenarios), prod's image rollout, the faults, then a ramp of
+# the cutover scenario of dev at rising rates to find where failures first appear (~35 min). Every run is bounded (the rehearsal
 # caps its rate at 1000 req/s and its traffic at an hour) and sends traffic to loopback
 # only. Results: one JSON report per run in bench/results/rehearsal-*.json.
 set -euo pipefail
@@ -24,6 +24,9 @@ PY
 }
 run dev-200 --env dev --rps 200
 run prod-200 --env prod --rps 200
+run prod-rollout-200 --env prod --rps 200 --scenario rollout
+run dev-fault-cluster-health --env dev --rps 200 --fault cluster-health
+run dev-fault-lb-api-errors-kill --env dev --rps 200 --fault lb-api-errors --fault kill-after-switch
 for rps in ${RAMP:-400 700 1000}; do
   run "ramp-dev-$rps" --env dev --rps "$rps" --scenario cutover
 done

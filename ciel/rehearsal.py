@@ -1,11 +1,14 @@
 """`ciel lab rehearse`: the three commands, end to end, on a fresh local Scaleway, under traffic.
 
-Two scenarios, each on a lab of its own (fresh state, free ports, its own copy of the
+Scenarios, each on a lab of its own (fresh state, free ports, its own copy of the
 environment file, so the checkout's infra/environments/ is never touched):
 - **cutover**: deploy phase1 → deploy phase2 → migrate cutover through retire (the real
   retire apply deletes the instances) → re-plan of every stack (must be empty);
 - **rollback**: deploy phase1 → deploy phase2 → cutover stopped after the switch →
-  rollback → cutover stopped after the bake → rollback → re-plan.
+  rollback → cutover stopped after the bake → rollback → re-plan;
+- **rollout** (on request): deploy phase1, then again with a new image tag — the
+  instances replaced one at a time behind the LB — and its re-plan.
+Faults (FAULTS) are injected into the cutover scenario on request.
 Each command runs as a user runs it: the `ciel` console script in a subprocess, with the
 lab's variables. From the moment the load balancer first serves until the scenario ends,
 one bounded vegeta attack (lab/traffic.py) sends requests through the LB's address (on
@@ -516,6 +519,13 @@ def rehearse(env: str, *, rps: int, bake_seconds: int | None, scenarios: tuple[s
     if "cluster-health" in faults and len(faults) > 1:
         raise UsageError("--fault cluster-health ends the cutover with a rollback: run it alone")
     load_environment(env)  # a wrong name or a broken file stops here, before any lab starts
+    from lab import runner
+
+    if runner.running_ports() is not None:
+        # Labs share the loopback addresses their data planes serve (the first LB of each is
+        # 127.203.113.1): the rehearsal's would clash with this one's.
+        raise UsageError(f"a lab is running for this checkout ({runner.lab_dir()}): its load balancers and apps "
+                         "would clash with the rehearsal's on loopback. Stop it first: `ciel lab down`")
     root = paths.work_dir() / "rehearsal" / env
     source = paths.environments_dir() / f"{env}.yaml"  # before any scenario points CIEL_ENVIRONMENTS_DIR at its copy
     previous = {name: os.environ.get(name) for name in ("CIEL_WORK_DIR", "CIEL_ENVIRONMENTS_DIR")}

@@ -92,3 +92,12 @@ def test_rehearse_refuses_bad_input_before_starting_anything(tmp_path):
         result = run_ciel("lab", "rehearse", *args, env={"CIEL_WORK_DIR": str(tmp_path)})
         assert result.returncode != 0 and message in result.stderr, result.stderr
     assert not (tmp_path / "rehearsal").exists()
+
+
+def test_rehearse_refuses_while_a_lab_of_this_checkout_runs(tmp_path):
+    from tests.lab_support import running_lab
+
+    with running_lab(tmp_path / "lab"):
+        result = run_ciel("lab", "rehearse", "--env", "dev", env={"CIEL_WORK_DIR": str(tmp_path / "lab")})
+    assert result.returncode != 0 and "ciel lab down" in result.stderr, result.stderr
+    assert not (tmp_path / "lab" / "rehearsal").exists()
