@@ -87,11 +87,9 @@ def test_a_deployment_runs_as_pods_behind_the_private_lb_and_rolls_to_a_new_imag
     core, apps, address, network_id, ingress_id = cluster
     core.create_namespace({"metadata": {"name": "ciel"}})
     apps.create_namespaced_deployment("ciel", deployment("rg.fr-par.scw.cloud/ns/ciel:1.0", 2))
-    started = time.monotonic()
     core.create_namespaced_service("ciel", {"metadata": {"name": "api", "annotations": {
         f"{PREFIX}private": "true", f"{PREFIX}pn-ids": network_id, f"{PREFIX}private-ip-ids": ingress_id}},
         "spec": {"type": "LoadBalancer", "selector": {"app": "api"}, "ports": [{"port": 80, "targetPort": 8080}]}})
-    print(f"service created after {time.monotonic() - started:.1f}s")
 
     wait_for("2 ready replicas", lambda: apps.read_namespaced_deployment("api", "ciel").status.ready_replicas == 2)
     status = apps.read_namespaced_deployment("api", "ciel").status
