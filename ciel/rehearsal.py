@@ -115,6 +115,11 @@ class CommandRun:
     def first(self, text: str, after: float = 0.0) -> float | None:
         return next((at for at, line in self.lines if text in line and at >= after), None)
 
+    def planned_changes(self) -> int:
+        """Adds, changes and destroys of every plan summary the command printed."""
+        return sum(sum(int(n) for n in found.groups()) for _, line in self.lines
+                   if (found := PLAN_COUNTS.search(line)))
+
     def tail(self, count: int = 25) -> str:
         return "\n".join(line for _, line in self.lines[-count:])
 
@@ -262,10 +267,7 @@ class Scenario:
         changes = 0
         for step, args in (("re-plan core", ("plan", "--env", self.env)),
                            ("re-plan phase 2", ("deploy", "phase2", "--env", self.env))):
-            run = self.ciel(step, *args)
-            for _, line in run.lines:
-                if (found := PLAN_COUNTS.search(line)):
-                    changes += sum(int(n) for n in found.groups())
+            changes += self.ciel(step, *args).planned_changes()
         self.report.replan_changes = changes
 
     def _moved(self, what: str, run: CommandRun, after_text: str, side: str, until_text: str | None = None) -> None:
@@ -378,9 +380,8 @@ class Scenario:
         reserved private address, and the re-plan with that tag is empty."""
         tag = ("--image-tag", ROLLOUT_TAG)
         self.ciel(f"deploy phase1 --image-tag {ROLLOUT_TAG}", "deploy", "phase1", "--env", self.env, "--yes", *tag)
-        run = self.ciel("re-plan phase 1", "deploy", "phase1", "--env", self.env, *tag)
-        self.report.replan_changes = sum(sum(int(n) for n in found.groups()) for _, line in run.lines
-                                         if (found := PLAN_COUNTS.search(line)))
+        self.report.replan_changes = self.ciel("re-plan phase 1", "deploy", "phase1", "--env", self.env,
+                                               *tag).planned_changes()
         time.sleep(2)
         recent = [sample for sample in self.traffic.results()[-100:] if sample.backend]
         versions = {sample.version for sample in recent}

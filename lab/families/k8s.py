@@ -145,7 +145,7 @@ def _cluster(lab: Lab, req: Request) -> dict:
     cluster_id, stamp = new_id(), now()
     auto_upgrade = body.get("auto_upgrade") or {}
     window = _merge({"start_hour": 0, "day": "any"}, auto_upgrade.get("maintenance_window"))
-    lab.store.meta[cluster_id] = {"token": "".join(secrets.choice(string.ascii_letters) for _ in range(56))}
+    lab.store.meta[cluster_id] = {"token": _new_token()}
     if lab.runtime is not None:  # the cluster's API server: started with the first cluster
         lab.runtime.ensure_kubernetes(lab)
     return {"id": cluster_id, "type": kind, "name": body.get("name") or f"k8s-{cluster_id[:8]}",
@@ -266,12 +266,16 @@ KUBE_ADMIN_USER = "kapsule-admin"
 KUBE_ADMIN_GROUPS = ["system:masters", "system:authenticated"]
 
 
+def _new_token() -> str:
+    return "".join(secrets.choice(string.ascii_letters) for _ in range(56))
+
+
 def lab_controller_token(lab: Lab) -> str:
     """The token of the lab's own stand-in for nodes and cloud controller (lab/kubernetes/
     nodes.py): made once per lab, valid whatever clusters come and go."""
     meta = lab.store.meta.setdefault("lab-controllers", {})
     if "token" not in meta:
-        meta["token"] = "".join(secrets.choice(string.ascii_letters) for _ in range(56))
+        meta["token"] = _new_token()
         lab.store.save()
     return meta["token"]
 

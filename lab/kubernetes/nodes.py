@@ -54,6 +54,7 @@ class Pod:
 @dataclass
 class Workload:
     pods: list[Pod] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)  # its pod template's, for Service selectors
 
 
 def _template_hash(template: dict) -> str:
@@ -125,9 +126,7 @@ class ClusterNodes:
         for key in set(self.workloads) - seen:  # deleted Deployments: their pods go
             for pod in self.workloads.pop(key).pods:
                 self.runtime.supervisor.stop(self._process(pod))
-        for service in self.core.list_service_for_all_namespaces().items:
-            if service.spec.type == "LoadBalancer":
-                self._run_service(self.api.sanitize_for_serialization(service))
+        self._refresh_services()
 
     # --- kubelets ---------------------------------------------------------------------------
 
@@ -181,6 +180,7 @@ class ClusterNodes:
         spec, template = deployment["spec"], deployment["spec"]["template"]
         wanted, current = int(spec.get("replicas", 1)), _template_hash(template)
         workload = self.workloads.setdefault(key, Workload())
+        workload.labels = (template.get("metadata") or {}).get("labels") or {}
         new = [pod for pod in workload.pods if pod.template == current]
         old = [pod for pod in workload.pods if pod.template != current]
         for surplus in new[wanted:]:
@@ -234,9 +234,7 @@ class ClusterNodes:
         for key, workload in self.workloads.items():
             if not key.startswith(f"{namespace}/"):
                 continue
-            deployment = self.apps.read_namespaced_deployment(key.split("/")[1], namespace)
-            labels = deployment.spec.template.metadata.labels or {}
-            if selector and all(labels.get(k) == v for k, v in selector.items()):
+            if selector and all(workload.labels.get(k) == v for k, v in selector.items()):
                 pods += workload.pods
         return pods
 
