@@ -40,6 +40,8 @@ state_app = typer.Typer(help="Terraform state storage (Scaleway Object Storage).
 app.add_typer(deploy_app, name="deploy")
 app.add_typer(migrate_app, name="migrate")
 app.add_typer(state_app, name="state")
+secrets_app = typer.Typer(help="The app's secrets in Scaleway Secret Manager.", no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets")
 
 out = Console()
 err = Console(stderr=True)
@@ -272,6 +274,39 @@ def state_bootstrap(
               highlight=False, markup=False)
 
 
+@secrets_app.command("rotate")
+def secrets_rotate(
+    env: str = EnvOption,
+    name: str = typer.Argument(..., metavar="NAME", help="paseto-access-key, paseto-refresh-key or admin-token."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Apply without asking for confirmation (live mode only)."),
+    allow_downtime: bool = typer.Option(False, "--allow-downtime", help="Rotate even with a single API instance, "
+                                        "whose restart is a short outage."),
+    offline: bool = OfflineOption,
+    engine: Optional[str] = EngineOption,
+    provider_source: str = ProviderSourceOption,
+) -> None:
+    """Give a generated secret a new value; every app process reads it; no machine is replaced.
+
+    Plans the core stack with the secret's rotation count raised by one (the plan must
+    replace that value and its Secret Manager version, nothing else), asks, applies, and
+    records the count in infra/environments/ENV.yaml. Then each app instance is rebooted
+    through the Instance API, one at a time, API first: the app reads its secrets at every
+    start, and each API reboot waits until the LB holds every API server up again.
+    Without credentials it shows the plan and applies nothing.
+    """
+    from ciel.secrets_rotation import rotate
+
+    result = rotate(env, name, force_offline=offline, engine_choice=engine, provider_source=provider_source,
+                    auto_approve=yes, confirm=lambda q: typer.confirm(q, default=False), allow_downtime=allow_downtime)
+    _print_plan(result.deploy)
+    if result.deploy.applied:
+        out.print(f"[green]Rotated[/green] {name} of {env} (rotation {result.generation}); restarted "
+                  f"{len(result.restarted)} instance(s), replaced none.")
+    elif not result.deploy.credentials.live:
+        out.print(f"[bold yellow]OFFLINE: nothing was applied.[/bold yellow] With credentials this plan would give "
+                  f"{name} a new value, then restart the app instances one at a time.")
+
+
 @app.command("env")
 def env_contract(env: str = EnvOption) -> None:
     """Print the app's environment-variable contract for ENV: each variable and where its
@@ -389,8 +424,9 @@ def lab_rehearse(
                                        "(the only setting changed from the environment file, whose bake is "
                                        "often ten minutes)."),
     scenario: list[str] = typer.Option([], "--scenario", metavar="NAME", help="cutover, rollback (default: "
-                                       "both) or rollout (phase 1 redeployed with a new image tag under "
-                                       "traffic); repeat for several."),
+                                       "both), rollout (phase 1 redeployed with a new image tag under "
+                                       "traffic) or rotate-secret (`ciel secrets rotate` under traffic); repeat "
+                                       "for several."),
     fault: list[str] = typer.Option([], "--fault", metavar="NAME", help="Inject a fault into the cutover scenario "
                                     "(which then runs alone unless --scenario says otherwise): cluster-health "
                                     "(alone), lb-api-errors, kill-after-switch; repeat for several."),
@@ -581,7 +617,8 @@ def setup(
     all_engines: bool = typer.Option(False, "--all-engines", help="Also build OpenTofu when Terraform is present (the tests use both)."),
     lab_tools: bool = typer.Option(False, "--lab-tools", help="Also build the local Scaleway's tools from the Go "
                                    "module proxy: kube-apiserver and etcd (about 4 min and 2 GiB of RAM the first "
-                                   "time) and vegeta. `ciel lab rehearse` and the lab tests need them."),
+                                   "time), vegeta, and the tests' secret scanner gitleaks. `ciel lab rehearse` and the "
+                                   "lab and secret-scan tests need them."),
 ) -> None:
     """Install the toolchain into the per-machine cache; idempotent, seconds when warm.
 

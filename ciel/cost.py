@@ -56,7 +56,8 @@ def tier_figures(env: str) -> list[TierFigure]:
     figures = []
     for tier in TIER_PRESETS:
         config = EnvironmentConfig(name=env, tier=tier, region=base.region, zone=base.zone,
-                                   private_network_cidr=base.private_network_cidr, **preset(tier))
+                                   private_network_cidr=base.private_network_cidr, image_tag=base.image_tag,
+                                   **preset(tier))
         low, high = PLAN_TARGETS[tier]
         figures.append(TierFigure(tier, low, high, total(cost_lines(_synthesized(config), table))))
     return figures

@@ -7,6 +7,10 @@ file we write, or in output.
 
 Offline mode passes well-formed placeholders: the provider checks formats when it is
 configured but makes no API call for resources that do not exist yet.
+
+The deploying principal (`user_id:<uuid>` or `application_id:<uuid>`, whose key this is)
+is named in bucket policies, which lock out every principal they do not name: IAM says
+it (`get_api_key`, which needs IAMReadOnly), or CIEL_DEPLOYER_PRINCIPAL gives it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import dataclass, field
 
 from scaleway import Profile
 
-from foundation.errors import UsageError
+from foundation.errors import CielError, UsageError, shown
 
 ACCESS_KEY_FORMAT = re.compile(r"^SCW[A-Z0-9]{17}$")
 UUID_FORMAT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -32,6 +36,11 @@ OFFLINE_PLACEHOLDERS = {
     "SCW_DEFAULT_ORGANIZATION_ID": "00000000-0000-4000-8000-000000000001",
     "SCW_CONFIG_PATH": "/nonexistent/ciel-offline/config.yaml",
 }
+
+# Who deploys, as bucket policies name principals. Offline: a fixed, obviously fake one.
+DEPLOYER_PRINCIPAL_VARIABLE = "CIEL_DEPLOYER_PRINCIPAL"
+PRINCIPAL_FORMAT = re.compile(r"^(user_id|application_id):" + UUID_FORMAT.pattern.strip("^$") + "$")
+OFFLINE_PRINCIPAL = "application_id:00000000-0000-4000-8000-000000000002"
 
 REQUIRED = {
     "access_key": "SCW_ACCESS_KEY",
@@ -67,13 +76,62 @@ class Credentials:
 
     def engine_environment(self) -> dict[str, str]:
         """Everything the engine needs: provider credentials, the project variable and,
-        live, the same keys for the S3 state backend (Object Storage speaks S3)."""
+        live, the same keys for the S3 state backend (Object Storage speaks S3), and the
+        deploying principal that the bucket policies name."""
         env = dict(self.engine_env)
         env["TF_VAR_project_id"] = self.project_id
+        env["TF_VAR_deployer_principal"] = deploying_principal(self)
         if self.live:
             env["AWS_ACCESS_KEY_ID"] = self.engine_env["SCW_ACCESS_KEY"]
             env["AWS_SECRET_ACCESS_KEY"] = self.engine_env["SCW_SECRET_KEY"]
         return env
+
+
+# Asked once per process and key (every stack's engine run needs it).
+_PRINCIPALS: dict[tuple[str, str], str] = {}
+
+
+def deploying_principal(credentials: Credentials) -> str:
+    """`user_id:<uuid>` or `application_id:<uuid>`: whose key `credentials` hold.
+
+    CIEL_DEPLOYER_PRINCIPAL, when set, is used as is (no call; a malformed value is
+    refused). Offline: OFFLINE_PRINCIPAL. Live: IAM's answer for the access key."""
+    given = os.environ.get(DEPLOYER_PRINCIPAL_VARIABLE, "").strip()
+    if given:
+        if not PRINCIPAL_FORMAT.match(given):
+            raise UsageError(f"{DEPLOYER_PRINCIPAL_VARIABLE}={shown(given)} is not a principal: give "
+                             "user_id:<uuid> or application_id:<uuid> (the UUID in lowercase), or unset it "
+                             "to ask IAM")
+        return given
+    if not credentials.live:
+        return OFFLINE_PRINCIPAL
+    cache_key = (credentials.engine_env["SCW_ACCESS_KEY"], os.environ.get("SCW_API_URL", ""))
+    if cache_key not in _PRINCIPALS:
+        _PRINCIPALS[cache_key] = _principal_from_iam(credentials)
+    return _PRINCIPALS[cache_key]
+
+
+def _principal_from_iam(credentials: Credentials) -> str:
+    import requests
+    from scaleway.iam.v1alpha1 import IamV1Alpha1API
+
+    from migrate.resilience import ApiError, RetryPolicy, call
+
+    access_key = credentials.engine_env["SCW_ACCESS_KEY"]
+    how_to = (f"The key needs the IAMReadOnly permission set (to read its own API key), or name the principal "
+              f"yourself: {DEPLOYER_PRINCIPAL_VARIABLE}=user_id:<uuid> (or application_id:<uuid>)")
+    iam = IamV1Alpha1API(credentials.sdk_client(zone="fr-par-1", region="fr-par"))  # IAM is global
+    try:
+        key = call("IAM get_api_key", lambda: iam.get_api_key(access_key=access_key),
+                   RetryPolicy(attempts=3, first_delay=1.0, timeout=20.0), log=lambda line: None)
+    except (ApiError, OSError, requests.RequestException) as error:
+        raise CielError(f"IAM did not say whose key {credentials.access_key_hint or 'this'} is ({error}). "
+                        f"{how_to}") from None
+    if key.user_id:
+        return f"user_id:{key.user_id}"
+    if key.application_id:
+        return f"application_id:{key.application_id}"
+    raise CielError(f"IAM says key {credentials.access_key_hint} belongs to neither a user nor an application. {how_to}")
 
 
 def offline(reason: str = "no Scaleway credentials found") -> Credentials:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from ciel import credentials as creds
 from ciel import rollout, state_bucket
+from ciel.project_owner import refuse_a_second_environment
 from ciel.workspace import PlanResult, ResourceChange, StackWorkspace
 from foundation.errors import CielError, UsageError
 from foundation.process import say
@@ -70,7 +71,12 @@ def load_config(env: str, image_tag: str | None) -> EnvironmentConfig:
 
     try:
         return EnvironmentConfig(**{**config.model_dump(), "image_tag": image_tag})
-    except ValidationError:
+    except ValidationError as error:
+        # The schema's own rule (no moving tag outside dev) says what to do instead.
+        reasons = [e["msg"].removeprefix("Value error, ").removeprefix("image_tag: ") for e in error.errors()
+                   if e["type"] == "value_error" and e["msg"].startswith("Value error, image_tag: ")]
+        if reasons:
+            raise UsageError(f"--image-tag {reasons[0]}") from None
         raise UsageError(f"--image-tag {image_tag!r} is not a valid image tag "
                          "(letters, digits, '_', '.', '-'; up to 128 characters)") from None
 
@@ -91,12 +97,15 @@ def check_provider_source(provider_source: str) -> None:
 
 def start_session(env: str, config: EnvironmentConfig, *, force_offline: bool, engine_choice: str | None) -> Session:
     """After the inputs are validated: find credentials, engine and bindings, prepare the
-    jsii runtime, (live) check the state bucket exists, and refuse during a cutover (its
-    record lives beside the state)."""
+    jsii runtime, (live) refuse a project that holds another environment, check the state
+    bucket exists, and refuse during a cutover (its record lives beside the state)."""
     credentials = creds.detect(force_offline)
     engine = engines.select(engine_choice)
     bindings.ensure_importable()
     os.environ.update(node.runtime_env())  # the jsii runtime picks its Node from here (if not started yet)
+    if credentials.live:  # first: in another environment's project, nothing else matters
+        refuse_a_second_environment(config, credentials.sdk_client(zone=config.zone, region=config.region),
+                                    credentials.project_id)
     remote_state = RemoteState.for_project(credentials.project_id, config.region) if credentials.live else None
     if remote_state and not state_bucket.exists(remote_state, credentials):
         raise CielError(f"the state bucket {remote_state.bucket} does not exist (or is not readable with these "

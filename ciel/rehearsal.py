@@ -7,7 +7,10 @@ environment file, so the checkout's infra/environments/ is never touched):
 - **rollback**: deploy phase1 → deploy phase2 → cutover stopped after the switch →
   rollback → cutover stopped after the bake → rollback → re-plan;
 - **rollout** (on request): deploy phase1, then again with a new image tag — the
-  instances replaced one at a time behind the LB — and its re-plan.
+  instances replaced one at a time behind the LB — and its re-plan;
+- **rotate-secret** (on request): deploy phase1 (with two API instances), then
+  `ciel secrets rotate` of the PASETO access key: every app process must read the new
+  version, no instance be replaced, and the re-plan be empty.
 Faults (FAULTS) are injected into the cutover scenario on request.
 Each command runs as a user runs it: the `ciel` console script in a subprocess, with the
 lab's variables. From the moment the load balancer first serves until the scenario ends,
@@ -16,7 +19,8 @@ loopback, as every lab address); each answer names the backend that served it (a
 instance or a cluster pod), so the report can say when traffic moved.
 
 The rehearsal shortens only the bake (`--bake-seconds`; the file's value is shown beside
-it): everything else is the environment's own configuration.
+it), and gives rotate-secret a second API instance: everything else is the environment's
+own configuration.
 """
 
 from __future__ import annotations
@@ -47,8 +51,9 @@ REQUEST_PATH = "/rehearsal"
 MAX_RPS = 1000
 CLUSTER_PREFIX = "cluster-"  # lab/kubernetes/nodes.py names every pod's stand-in so
 PLAN_COUNTS = re.compile(r"(\d+) to add, (\d+) to change, (\d+) to destroy")
+ROTATED_SECRET = "paseto-access-key"
 SCENARIOS = ("cutover", "rollback")  # what a rehearsal runs unless told otherwise
-EXTRA_SCENARIOS = ("rollout",)  # deploy phase1, then again with --image-tag ROLLOUT_TAG, under traffic
+EXTRA_SCENARIOS = ("rollout", "rotate-secret")  # rotate-secret: `ciel secrets rotate ROTATED_SECRET` under traffic  # deploy phase1, then again with --image-tag ROLLOUT_TAG, under traffic
 ROLLOUT_TAG = "2"  # as `ciel deploy phase1 --env prod --image-tag 2`
 # Faults a rehearsal can inject into its cutover scenario, one at a time.
 FAULTS = {
@@ -170,6 +175,9 @@ class Scenario:
 
     def _copy_environment(self) -> None:
         data = yaml.safe_load(self.source.read_text()) or {}
+        if self.name == "rotate-secret" and int(data.get("api_instance_count") or 1) < 2:
+            # One API instance cannot restart without an outage: the command refuses it.
+            data["api_instance_count"] = 2
         if self.bake_seconds is not None:
             data["cutover_bake_seconds"] = self.bake_seconds
         (self.root / "environments" / f"{self.env}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
@@ -293,6 +301,9 @@ class Scenario:
             if self.name == "rollout":
                 self._rollout()
                 return self.report
+            if self.name == "rotate-secret":
+                self._rotate_secret()
+                return self.report
             self.ciel("deploy phase2", "deploy", "phase2", "--env", self.env, "--yes")
             if self.name == "cutover":
                 self._cutover_through_retire()
@@ -388,6 +399,35 @@ class Scenario:
         if versions != {ROLLOUT_TAG}:
             raise CielError(f"rehearsal {self.name}: after the rollout the LB still answers with versions {versions}")
         self.report.steps[-1].note = f"answers now from version {ROLLOUT_TAG}; " + self._addresses_kept()
+
+    def _app_servers(self) -> dict[str, str]:
+        zone = self._zone()
+        return {s["id"]: s["name"] for s in self._lab_api(f"/instance/v1/zones/{zone}/servers").get("servers") or []
+                if _is_app_server(s["name"])}
+
+    def _rotate_secret(self) -> None:
+        """`ciel secrets rotate` under traffic: every app machine restarts with the new
+        version (as its own ciel-secrets fetched it), none is replaced, the re-plan is empty."""
+        before = self._app_servers()
+        self.ciel(f"secrets rotate {ROTATED_SECRET}", "secrets", "rotate", "--env", self.env, ROTATED_SECRET, "--yes")
+        self.report.replan_changes = self.ciel("re-plan phase 1", "deploy", "phase1", "--env",
+                                               self.env).planned_changes()
+        after = self._app_servers()
+        if set(after) != set(before):
+            raise CielError(f"rehearsal {self.name}: instances were replaced ({sorted(before.values())} → "
+                            f"{sorted(after.values())})")
+        region = self._zone().rsplit("-", 1)[0]
+        secrets = self._lab_api(f"/secret-manager/v1beta1/regions/{region}/secrets?name={ROTATED_SECRET}")["secrets"]
+        newest = max(secret["version_count"] for secret in secrets)
+        read = {}
+        for server_id, name in sorted(after.items(), key=lambda item: item[1]):
+            found = list((self.root / "work").glob(f"**/machines/{server_id}/run/ciel/secret-revisions.json"))
+            read[name] = json.loads(found[0].read_text()).get(ROTATED_SECRET) if found else None
+        if any(revision != newest for revision in read.values()):
+            raise CielError(f"rehearsal {self.name}: not every app process read revision {newest} of "
+                            f"{ROTATED_SECRET}: {read}")
+        self.report.steps[-2].note = (f"{len(after)} app instances restarted, 0 replaced; each read "
+                                      f"{ROTATED_SECRET} revision {newest}")
 
     def _addresses_kept(self) -> str:
         """Each API server's private NIC holds an address the LB's instance backend targets."""

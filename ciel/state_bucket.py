@@ -5,11 +5,26 @@ has no Object Storage API (Object Storage speaks the S3 protocol only), so this 
 boto3 against Scaleway's S3 endpoint with the same Scaleway keys.
 
 Idempotent: an existing bucket is kept and only brought to the expected settings
-(versioning on, tags). Nothing is ever deleted here.
+(versioning on, tags, bucket policy). Nothing is ever deleted here.
+
+Least privilege: the bucket holds every secret of the stacks in clear (database
+passwords, API keys, PASETO keys in the state), so a bucket policy admits deploying
+principals only. Once a bucket has a policy, every principal it does not name loses
+access (the organization owner aside): the app's media key, whose ObjectStorageObjects*
+permission sets cover every bucket of the project, can no longer read the state.
+
+The policy names the deploying principal of this run (ciel/credentials.py
+`deploying_principal`) and keeps every principal an existing policy of the bucket
+already names: several operators each bootstrap with their own key, and none locks
+another out. Bootstrap only ever adds this run's principal to its own statement
+(`DeployersManageTheState`, `s3:*`); every other statement stays as it is. A principal is
+never removed here (do that by hand, knowingly); when the policy already gives this run's
+principal full control (`s3:*`), nothing is written.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from ciel import credentials as creds
@@ -19,6 +34,9 @@ from infra.state import RemoteState
 
 TAGS = {"app": "ciel", "purpose": "terraform-state"}
 PROJECT_PLACEHOLDER = "<your-project-id>"
+PRINCIPAL_PLACEHOLDER = "<deploying principal>"
+POLICY_ID = "ciel-terraform-state"
+POLICY_STATEMENT = "DeployersManageTheState"
 
 
 @dataclass(frozen=True)
@@ -48,19 +66,101 @@ def s3_client(remote: RemoteState, found: creds.Credentials, *, attempts: int = 
     )
 
 
-def planned_calls(remote: RemoteState) -> list[Call]:
+def _statement(bucket: str, principals: list[str]) -> dict:
+    return {"Sid": POLICY_STATEMENT, "Effect": "Allow", "Principal": {"SCW": sorted(set(principals))},
+            "Action": ["s3:*"], "Resource": [bucket, f"{bucket}/*"]}
+
+
+def state_policy(bucket: str, principals: list[str]) -> dict:
+    """The state bucket's policy: these principals (and the organization owner) only."""
+    return {"Version": "2023-04-17", "Id": POLICY_ID, "Statement": [_statement(bucket, principals)]}
+
+
+def _statements(policy: dict) -> list:
+    statements = policy.get("Statement") or []
+    return statements if isinstance(statements, list) else [statements]
+
+
+def _named(statement: dict) -> list[str]:
+    """The SCW principals a statement names (one, or a list)."""
+    principal = statement.get("Principal")
+    named = principal.get("SCW") if isinstance(principal, dict) else None
+    return [named] if isinstance(named, str) else [item for item in named or [] if isinstance(item, str)]
+
+
+def managing_principals(policy: dict) -> set[str]:
+    """The SCW principals that a bucket policy allows everything (`s3:*`)."""
+    found: set[str] = set()
+    for statement in _statements(policy):
+        if isinstance(statement, dict) and statement.get("Effect") == "Allow":
+            actions = statement.get("Action")
+            if "s3:*" in ([actions] if isinstance(actions, str) else actions or []):
+                found.update(_named(statement))
+    return found
+
+
+def admitting(policy: dict | None, bucket: str, principal: str) -> dict:
+    """`policy` (None: none yet) with `principal` added to ciel's statement. Nothing is
+    removed: the principals of ciel's statement and every other statement are kept."""
+    if policy is None:
+        return state_policy(bucket, [principal])
+    statements = list(_statements(policy))
+    ours = next((i for i, st in enumerate(statements) if isinstance(st, dict) and st.get("Sid") == POLICY_STATEMENT),
+                None)
+    if ours is None:
+        statements.append(_statement(bucket, [principal]))
+    else:
+        statements[ours] = {**statements[ours], "Principal": {"SCW": sorted({*_named(statements[ours]), principal})}}
+    return {"Version": "2023-04-17", "Id": POLICY_ID, **policy, "Statement": statements}
+
+
+def planned_calls(remote: RemoteState, principal: str = PRINCIPAL_PLACEHOLDER) -> list[Call]:
     bucket = remote.bucket
     return [
         Call("head_bucket", {"Bucket": bucket}),
         Call("create_bucket", {"Bucket": bucket, "ACL": "private",
                                "CreateBucketConfiguration": {"LocationConstraint": remote.region}}),
         Call("put_bucket_versioning", {"Bucket": bucket, "VersioningConfiguration": {"Status": "Enabled"}}),
+        Call("get_bucket_policy", {"Bucket": bucket}),
+        Call("put_bucket_policy", {"Bucket": bucket, "Policy": json.dumps(state_policy(bucket, [principal]))}),
         Call("put_bucket_tagging", {"Bucket": bucket, "Tagging": {"TagSet": [{"Key": k, "Value": v} for k, v in TAGS.items()]}}),
     ]
 
 
+DRY_RUN_NOTES = {
+    "create_bucket": "only if head_bucket says 404",
+    "put_bucket_policy": "only if the policy does not give this principal s3:* yet; principals it names are kept",
+}
+
+
+def _ensure_policy(client, bucket: str, principal: str) -> str:
+    """Admit `principal` to the bucket, keeping whoever the policy already admits."""
+    from botocore.exceptions import ClientError
+
+    try:
+        text = client.get_bucket_policy(Bucket=bucket)["Policy"]
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "NoSuchBucketPolicy":
+            raise
+        text = None
+    try:
+        existing = json.loads(text) if text else None
+        if existing is not None and not isinstance(existing, dict):
+            raise ValueError("not an object")
+    except ValueError:
+        raise CielError(f"the bucket policy of {bucket} is not a JSON object: left as it is (fix or delete it, then "
+                        "bootstrap again)") from None
+    admitted = managing_principals(existing) if existing else set()
+    if principal in admitted:
+        return f"bucket policy already admits {principal}"
+    client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(admitting(existing, bucket, principal)))
+    kept = f" (kept: {', '.join(sorted(admitted))})" if admitted else ""
+    return f"bucket policy: deploying principals only, {principal} admitted{kept}"
+
+
 def bootstrap(env: str, *, dry_run: bool = False) -> tuple[RemoteState, list[str]]:
-    """Ensure the state bucket exists, private and versioned. Returns what was done."""
+    """Ensure the state bucket exists, private, versioned and closed to all but the deploying
+    principals. Returns what was done."""
     config = load_environment(env)
     found = creds.detect()
     if not found.live and not dry_run:
@@ -69,10 +169,12 @@ def bootstrap(env: str, *, dry_run: bool = False) -> tuple[RemoteState, list[str
                          "--dry-run shows the calls without them")
     # A dry run without credentials shows the calls with the project left as a placeholder.
     remote = RemoteState.for_project(found.project_id if found.live else PROJECT_PLACEHOLDER, config.region)
-    calls = planned_calls(remote)
+    # Live, even a dry run asks IAM whose key this is (a read): the policy shown is the real one.
+    principal = creds.deploying_principal(found) if found.live else PRINCIPAL_PLACEHOLDER
+    calls = {call.operation: call for call in planned_calls(remote, principal)}
     if dry_run:
-        return remote, [f"would call {call} (create_bucket only if head_bucket says 404)" if call.operation == "create_bucket"
-                        else f"would call {call}" for call in calls]
+        return remote, [f"would call {call}" + (f" ({DRY_RUN_NOTES[name]})" if name in DRY_RUN_NOTES else "")
+                        for name, call in calls.items()]
 
     from botocore.exceptions import ClientError
 
@@ -89,7 +191,7 @@ def bootstrap(env: str, *, dry_run: bool = False) -> tuple[RemoteState, list[str
                                 "(another project owns the name?)") from None
             if status != 404:
                 raise
-            client.create_bucket(**calls[1].arguments)
+            client.create_bucket(**calls["create_bucket"].arguments)
             done.append(f"bucket {remote.bucket} created (private)")
         status = client.get_bucket_versioning(Bucket=remote.bucket).get("Status")
         if status != "Enabled":
@@ -97,7 +199,8 @@ def bootstrap(env: str, *, dry_run: bool = False) -> tuple[RemoteState, list[str
             done.append("versioning enabled (every state write is kept)")
         else:
             done.append("versioning already enabled")
-        client.put_bucket_tagging(Bucket=remote.bucket, Tagging=calls[3].arguments["Tagging"])
+        done.append(_ensure_policy(client, remote.bucket, principal))
+        client.put_bucket_tagging(Bucket=remote.bucket, Tagging=calls["put_bucket_tagging"].arguments["Tagging"])
         done.append("tags set: " + ", ".join(f"{k}={v}" for k, v in TAGS.items()))
     except ClientError as error:
         raise CielError(f"Object Storage refused {error.operation_name} on {remote.bucket}: "

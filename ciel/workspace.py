@@ -99,6 +99,10 @@ class StackWorkspace:
         """The whole stack's plan, or (targets) the plan `apply_targets(targets)` would run."""
         say(f"→ {self.engine.name} plan ({self.credentials.mode})" + (f" of {len(targets)} target(s)" if targets else ""))
         plan_file = self.directory / "plan.tfplan"
+        # A saved plan holds every input and planned value, sensitive ones included: only
+        # this user may read it (the engine keeps the mode of a file it overwrites).
+        plan_file.unlink(missing_ok=True)
+        plan_file.touch(mode=0o600)
         lock = [] if self.credentials.live else ["-lock=false"]
         self._run("plan", "-input=false", *lock, *self.color, *(f"-target={t}" for t in targets),
                   f"-out={plan_file.name}")
@@ -114,6 +118,7 @@ class StackWorkspace:
     def apply(self, plan: PlanResult) -> None:
         say(f"→ {self.engine.name} apply")
         self._run("apply", "-input=false", *self.color, plan.plan_file.name)
+        plan.plan_file.unlink(missing_ok=True)  # applied: its secrets need not stay on disk
 
     def apply_targets(self, addresses: list[str]) -> None:
         """Apply these resources (and what they depend on) — used by the rolling replacement,

@@ -17,6 +17,22 @@ from infra.config import EnvironmentConfig
 # The queue the image consumes: part of its contract, so named here.
 QUEUE_NAME = "ciel-media-jobs"
 DLQ_NAME = "ciel-media-jobs-dlq"
+# Where each secret variable of the contract lives: its name in Secret Manager under
+# /ciel/<env>/. Machines fetch these at start (infra/cloudinit/fetch_secrets.py).
+SECRET_ENV = {
+    "DATABASE_URL": "database-url",
+    "REDIS_URL": "redis-url",
+    "AWS_ACCESS_KEY_ID": "s3-access-key",
+    "AWS_SECRET_ACCESS_KEY": "s3-secret-key",
+    "QUEUE_ACCESS_KEY_ID": "sqs-access-key",
+    "QUEUE_SECRET_ACCESS_KEY": "sqs-secret-key",
+    "PASETO_ACCESS_KEY": "paseto-access-key",
+    "PASETO_REFRESH_KEY": "paseto-refresh-key",
+}
+# Secrets the machines need beside the app's environment.
+REGISTRY_PULL_SECRET = "registry-pull-key"
+COCKPIT_PUSH_SECRET = "cockpit-push-token"
+REDIS_PASSWORD_SECRET = "redis-password"  # the self-managed Redis machine reads it
 # The port of the cluster's private LB (the api Service), which the shared LB forwards to.
 CLUSTER_INGRESS_PORT = 80
 
@@ -37,6 +53,11 @@ def app_contract(config: EnvironmentConfig) -> list[ContractEntry]:
         ContractEntry("DATABASE_URL", "", secrets + "database-url (app user, private network)", secret=True),
         ContractEntry("REDIS_URL", "", secrets + "redis-url (" + ("managed Redis, TLS" if config.use_managed_redis
                                                                    else "self-managed Redis instance") + ")", secret=True),
+        ContractEntry("REDIS_CA_CERT_B64", "base64 of the cluster's TLS CA (PEM)" if config.use_managed_redis else "",
+                      "terraform output redis_ca_cert_b64 (managed Redis certificate; the app trusts it for rediss://)"
+                      if config.use_managed_redis else
+                      "empty: the self-managed Redis speaks plain redis:// (no TLS, no CA), reachable only on the "
+                      "private network (its security group admits 6379 from the private range alone)"),
         ContractEntry("S3_ENDPOINT", f"https://s3.{config.region}.scw.cloud", "Object Storage, region endpoint"),
         ContractEntry("S3_REGION", config.region, "environment config: region"),
         ContractEntry("S3_BUCKET", f"ciel-{config.name}-media-<suffix>", "terraform output media_bucket"),

@@ -61,6 +61,7 @@ class Container:
     env_from_config_maps: list[str]
     env_from_secrets: list[str]
     resources: Resources
+    image_pull_policy: str  # IfNotPresent for a pinned tag, Always for a moving one (k8s/workloads.py)
     port: int | None = None
     readiness_path: str | None = None
     liveness_path: str | None = None
@@ -70,7 +71,7 @@ class Container:
         container: dict = {
             "name": self.name,
             "image": self.image,
-            "imagePullPolicy": "IfNotPresent",
+            "imagePullPolicy": self.image_pull_policy,
             "env": [{"name": key, "value": value} for key, value in sorted(self.env.items())],
             "envFrom": [{"configMapRef": {"name": name}} for name in self.env_from_config_maps]
             + [{"secretRef": {"name": name}} for name in self.env_from_secrets],
@@ -103,6 +104,7 @@ class DeploymentSpec:
     image_pull_secret: str
     spread_over_nodes: bool = True
     annotations: dict[str, str] = field(default_factory=dict)
+    pod_annotations: dict[str, str] = field(default_factory=dict)  # a change rolls the pods
 
 
 def deployment(spec: DeploymentSpec) -> Manifest:
@@ -127,7 +129,9 @@ def deployment(spec: DeploymentSpec) -> Manifest:
             "selector": {"matchLabels": selector},
             # Never below the desired count during a rollout: surge one, then remove one.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": {"metadata": {"labels": dict(spec.labels)}, "spec": pod_spec},
+            "template": {"metadata": {"labels": dict(spec.labels),
+                                      **({"annotations": dict(spec.pod_annotations)} if spec.pod_annotations else {})},
+                         "spec": pod_spec},
         },
     }
 

@@ -42,6 +42,7 @@ def gitops_inputs(config: EnvironmentConfig, outputs: dict[str, object] | None =
         s3_public_endpoint=get("s3_public_endpoint"),
         queue_endpoint=get("queue_endpoint"),
         queue_url=get("queue_url"),
+        redis_ca_cert_b64=get("redis_ca_cert_b64"),
         secrets=None,
         docker_config_json=None,
     )

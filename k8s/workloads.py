@@ -41,6 +41,7 @@ class WorkloadInputs:
     s3_public_endpoint: str
     queue_endpoint: str
     queue_url: str
+    redis_ca_cert_b64: str  # base64 of the managed Redis TLS CA (unused with the self-managed Redis)
     secrets: dict[str, str] | None  # SECRET_KEYS → values; None when rendering for GitOps
     docker_config_json: str | None  # the pull secret's .dockerconfigjson; None when rendering
 
@@ -54,6 +55,14 @@ def selector(component: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": "ciel", "app.kubernetes.io/component": component}
 
 
+def image_pull_policy(config: EnvironmentConfig) -> str:
+    """A pinned tag names one build: a node that has it need not ask the registry again
+    (IfNotPresent: faster starts, no dependency on the registry for a reschedule). A moving
+    tag (`latest`, `main`...: allowed in dev only, infra/config/schema.py) must be pulled on
+    every pod start (Always), or a node that pulled it once keeps running that stale image."""
+    return "Always" if config.image_tag_is_mutable else "IfNotPresent"
+
+
 def _config_data(config: EnvironmentConfig, inputs: WorkloadInputs) -> dict[str, str]:
     return {
         "S3_ENDPOINT": f"https://s3.{config.region}.scw.cloud",
@@ -63,6 +72,8 @@ def _config_data(config: EnvironmentConfig, inputs: WorkloadInputs) -> dict[str,
         "QUEUE_ENDPOINT": inputs.queue_endpoint,
         "QUEUE_REGION": config.region,
         "QUEUE_NAME": QUEUE_NAME,
+        # As on the instances (infra/contract.py): the self-managed Redis has no TLS, so no CA.
+        "REDIS_CA_CERT_B64": inputs.redis_ca_cert_b64 if config.use_managed_redis else "",
     }
 
 
@@ -80,16 +91,27 @@ def _secrets(config: EnvironmentConfig, inputs: WorkloadInputs) -> list[Manifest
                            type_="kubernetes.io/dockerconfigjson")]
 
 
+def _rotations(config: EnvironmentConfig) -> dict[str, str]:
+    """Pods read their Secret's values at start only: after `ciel secrets rotate`, a new
+    rotation count in the pod template rolls them onto the new value."""
+    if not config.secret_rotations:
+        return {}
+    return {"ciel-infra/secret-rotations": ",".join(f"{name}={count}"
+                                                    for name, count in sorted(config.secret_rotations.items()))}
+
+
 def _api(config: EnvironmentConfig, inputs: WorkloadInputs) -> list[Manifest]:
     container = Container(
         name="api", image=inputs.image, env={"APP_MODE": "api", "HTTP_ADDR": f"0.0.0.0:{APP_PORT}"},
         env_from_config_maps=[CONFIG], env_from_secrets=[SECRETS],
         resources=Resources(cpu_request="250m", memory_request="256Mi", cpu_limit=None, memory_limit="512Mi"),
-        port=APP_PORT, readiness_path=HEALTH, liveness_path=HEALTH, pre_stop_sleep_seconds=10)
+        port=APP_PORT, readiness_path=HEALTH, liveness_path=HEALTH, pre_stop_sleep_seconds=10,
+        image_pull_policy=image_pull_policy(config))
     return [
         objects.deployment(DeploymentSpec(
             name="api", ns=NAMESPACE, labels=labels("api"), replicas=config.api_replicas, container=container,
-            termination_grace_seconds=config.api_stop_timeout_seconds + 10, image_pull_secret=PULL_SECRET)),
+            termination_grace_seconds=config.api_stop_timeout_seconds + 10, image_pull_secret=PULL_SECRET,
+            pod_annotations=_rotations(config))),
         objects.pod_disruption_budget("api", NAMESPACE, labels("api"), selector("api"), max_unavailable=1),
         objects.cpu_autoscaler("api", NAMESPACE, labels("api"), "api", minimum=config.api_replicas,
                                maximum=config.api_max_replicas, cpu_percent=config.api_cpu_target_percent),
@@ -120,12 +142,13 @@ def _worker(config: EnvironmentConfig, inputs: WorkloadInputs) -> list[Manifest]
     container = Container(
         name="worker", image=inputs.image, env={"APP_MODE": "worker"},
         env_from_config_maps=[CONFIG], env_from_secrets=[SECRETS],
-        resources=Resources(cpu_request="250m", memory_request="256Mi", cpu_limit=None, memory_limit="1Gi"))
+        resources=Resources(cpu_request="250m", memory_request="256Mi", cpu_limit=None, memory_limit="1Gi"),
+        image_pull_policy=image_pull_policy(config))
     manifests = [
         objects.deployment(DeploymentSpec(
             name="worker", ns=NAMESPACE, labels=labels("worker"), replicas=config.worker_replicas,
             container=container, termination_grace_seconds=config.worker_termination_grace_seconds,
-            image_pull_secret=PULL_SECRET)),
+            image_pull_secret=PULL_SECRET, pod_annotations=_rotations(config))),
         objects.pod_disruption_budget("worker", NAMESPACE, labels("worker"), selector("worker"), max_unavailable=1),
     ]
     if config.enable_keda:

@@ -14,6 +14,12 @@ status and poll through it, as against the real API, without the lab sleeping.
 
 Errors have the real API's shapes (404 `not_found`, 409 `transient_state`, 400
 `invalid_arguments` naming the field), so the provider's and SDK's error handling runs.
+
+Authorization: a route may declare a `Permission`. A token the lab's IAM did not issue
+(the deployer's own key) acts as the organization owner, allowed everything; a key the
+IAM issued to an application gets only what its policies grant on the project concerned
+(403 `permissions_denied` otherwise), and a key it revoked is refused on every route (401
+`denied_authentication`). The IAM family provides `Lab.authenticate`.
 """
 
 from __future__ import annotations
@@ -50,6 +56,18 @@ def invalid(argument: str, help_message: str, reason: str = "constraint") -> Api
                           "message": "invalid argument(s)", "type": "invalid_arguments"})
 
 
+def denied(resource: str, action: str) -> ApiError:
+    """Scaleway's refusal of an authenticated caller (as recorded, e.g. on mnq and instance)."""
+    return ApiError(403, {"details": [{"action": action, "resource": resource}], "message": "insufficient permissions",
+                          "type": "permissions_denied"})
+
+
+def unauthenticated(reason: str) -> ApiError:
+    """Scaleway's refusal of an API key it does not know (`not_found`) or that has expired."""
+    return ApiError(401, {"message": "authentication is denied", "method": "api_key", "reason": reason,
+                          "type": "denied_authentication"})
+
+
 def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -76,6 +94,25 @@ class Request:
 
 
 Handler = Callable[["Lab", Request], tuple[int, object]]
+
+
+@dataclass(frozen=True)
+class Permission:
+    """What a route asks of an application's key: one of the permission sets `sets` on the
+    project the request concerns, which `project` finds (None: the organization as a
+    whole). `resource` and `action` name the refusal's detail."""
+
+    resource: str
+    action: str
+    sets: frozenset[str]
+    project: Callable[["Lab", Request], str | None]
+
+
+# The permission set names a caller holds on a project (None: organization-wide only).
+Grants = Callable[[str | None], set[str]]
+# Who a token is: None for a token the lab's IAM did not issue (the organization owner);
+# else the bearer's grants. Raises the 401 for a key the IAM revoked.
+Authenticate = Callable[["Lab", str | None], Grants | None]
 
 
 # What the real API answers when it refuses for a while (bodies as the SDK parses them).
@@ -129,12 +166,13 @@ class Route:
     pattern: re.Pattern
     handler: Handler
     template: str  # the path with placeholders, for the conformance report
+    permission: Permission | None = None  # None: any authenticated caller
 
 
-def route(method: str, template: str, handler: Handler) -> Route:
+def route(method: str, template: str, handler: Handler, permission: Permission | None = None) -> Route:
     """`template` like `/vpc/v2/regions/{region}/vpcs/{id}`; each {name} matches one segment."""
     pattern = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$")
-    return Route(method, pattern, handler, template)
+    return Route(method, pattern, handler, template, permission)
 
 
 @dataclass
@@ -176,6 +214,7 @@ class Lab:
         self.shapes: dict[tuple[str, str], dict] = {}  # (method, template) → last response body
         self.runtime = None  # lab.runtime.Runtime: the data plane, when one runs (`ciel lab up`)
         self.faults: list[ApiFault] = []  # injected by rehearsals through POST /lab/v1/faults
+        self.authenticate: Authenticate | None = None  # set by the IAM family
 
     # --- registration ---------------------------------------------------------------------
 
@@ -294,11 +333,17 @@ class Lab:
 
     # --- dispatch -------------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, query: dict[str, list[str]], body: object) -> tuple[int, object]:
+    def handle(self, method: str, path: str, query: dict[str, list[str]], body: object,
+               token: str | None = None) -> tuple[int, object]:
+        """`token`: the request's X-Auth-Token."""
         with self.store.lock:
             for fault in self.faults:
                 if (answer := fault.answer(method, path)) is not None:
                     return answer
+            try:
+                grants = self.authenticate(self, token) if self.authenticate else None
+            except ApiError as error:
+                return error.status, error.body
             for candidate in self.routes:
                 if candidate.method != method:
                     continue
@@ -307,6 +352,9 @@ class Lab:
                     continue
                 req = Request(method, path, query, body, match.groupdict())
                 try:
+                    needed = candidate.permission
+                    if grants is not None and needed and not needed.sets & grants(needed.project(self, req)):
+                        raise denied(needed.resource, needed.action)
                     status, payload = candidate.handler(self, req)
                 except ApiError as error:
                     return error.status, error.body

@@ -43,7 +43,7 @@ class Runtime:
 
         runtime = cls(directory, api_port)
         runtime.load_balancers = LoadBalancerPlane(runtime.supervisor, directory)
-        runtime.apps = AppPlane(runtime.supervisor, directory)
+        runtime.apps = AppPlane(runtime.supervisor, directory, api_url=f"http://127.0.0.1:{api_port}")
         lab.runtime = runtime
         with lab.store.lock:
             runtime.load_balancers.apply_all(lab)

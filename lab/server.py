@@ -32,7 +32,8 @@ def api_handler(lab: Lab) -> type[BaseHTTPRequestHandler]:
             elif url.path == "/lab/v1/faults" and self.command in ("POST", "DELETE"):
                 status, payload = _faults(lab, self.command, body)
             else:
-                status, payload = lab.handle(self.command, url.path, parse_qs(url.query), body)
+                status, payload = lab.handle(self.command, url.path, parse_qs(url.query), body,
+                                             token=self.headers.get("X-Auth-Token"))
             data = b"" if payload is None else (payload.encode() if isinstance(payload, str)
                                                 else json.dumps(payload).encode())
             self.send_response(status)

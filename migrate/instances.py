@@ -50,6 +50,10 @@ class Instances:
             return
         self._action(server_id, ServerAction.POWERON)
 
+    def reboot(self, server_id: str) -> None:
+        """An ACPI reboot: systemd stops the app gracefully; at boot its unit starts again."""
+        self._action(server_id, ServerAction.REBOOT)
+
     def wait_state(self, server_id: str, wanted: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while (state := self.state(server_id)) != wanted:

@@ -36,6 +36,7 @@ def isolated_scaleway_credentials(monkeypatch, tmp_path):
     for name in list(os.environ):
         if name.startswith("SCW_"):
             monkeypatch.delenv(name)
+    monkeypatch.delenv("CIEL_DEPLOYER_PRINCIPAL", raising=False)
     monkeypatch.setenv("SCW_CONFIG_PATH", str(tmp_path / "no-scw-config.yaml"))
 
 

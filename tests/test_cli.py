@@ -109,7 +109,7 @@ def test_synth_writes_the_workloads_stack_too_in_phase_2(tmp_path):
 
 
 def test_synth_phase_option_is_validated_against_the_environment(environments_dir):
-    (environments_dir / "qa.yaml").write_text("phase: 2\ntraffic: cluster\n")
+    (environments_dir / "qa.yaml").write_text('phase: 2\ntraffic: cluster\nimage_tag: "1.0.0"\n')
     result = run_ciel("synth", "--env", "qa", "--phase", "1")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "--phase 1: traffic: cluster needs phase: 2" in result.stderr

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
 import pytest
+import yaml
 
+from infra.cloudinit.secrets import fetch_secrets_script
+from infra.contract import SECRET_ENV
 from tests.conftest import of_type, one, synth_core
 
 
@@ -74,6 +78,14 @@ def test_a_changed_boot_config_replaces_the_machine():
         assert data["input"]["cloud_init"] == server["user_data"]["cloud-init"]
 
 
+def written_file(cloud_init: str, path: str) -> dict:
+    return next(entry for entry in yaml.safe_load(cloud_init)["write_files"] if entry["path"] == path)
+
+
+def secrets_config(cloud_init: str) -> dict:
+    return json.loads(written_file(cloud_init, "/etc/ciel/secrets.json")["content"])
+
+
 def test_cloud_init_runs_the_image_with_the_contract_and_a_graceful_stop():
     stack = synth_core("dev")
     api, worker = user_data(stack, "api"), user_data(stack, "worker")
@@ -81,21 +93,31 @@ def test_cloud_init_runs_the_image_with_the_contract_and_a_graceful_stop():
         assert "docker.io" in text and "docker login rg.fr-par.scw.cloud -u nologin --password-stdin" in text
         assert "/ciel:latest" in text and "--env-file /etc/ciel/app.env" in text
         assert "Restart=on-failure" in text
-        for variable in ("DATABASE_URL=", "REDIS_URL=", "S3_BUCKET=", "QUEUE_NAME=ciel-media-jobs", "PASETO_ACCESS_KEY="):
-            assert variable in text
-    assert "APP_MODE=api" in api and "HTTP_ADDR=0.0.0.0:8080" in api and "-p 8080:8080" in api
-    assert "APP_MODE=worker" in worker and "-p 8080" not in worker
+        config = secrets_config(text)
+        assert config["env_file"] == "/etc/ciel/app.env" and config["path"] == "/ciel/dev"
+        assert {"S3_BUCKET", "QUEUE_NAME"} <= set(config["settings"]) and config["settings"]["QUEUE_NAME"] == "ciel-media-jobs"
+        assert config["env_secrets"] == SECRET_ENV  # every secret variable of the contract, by name
+    assert secrets_config(api)["settings"]["APP_MODE"] == "api" and "-p 8080:8080" in api
+    assert secrets_config(api)["settings"]["HTTP_ADDR"] == "0.0.0.0:8080"
+    assert secrets_config(worker)["settings"]["APP_MODE"] == "worker" and "-p 8080" not in worker
     # The worker may finish a job inside the visibility timeout after a long poll: 300 + 10.
     assert "--stop-timeout 310" in worker and "TimeoutStopSec=340" in worker
     assert "--stop-timeout 60" in api
 
 
-def test_secrets_are_in_root_only_files_not_on_command_lines():
+def test_the_user_data_carries_only_the_reader_key_and_every_start_fetches_the_secrets():
     text = user_data(synth_core("dev"), "api")
-    assert "path: /etc/ciel/app.env\n  owner: root:root\n  permissions: '0600'" in text
-    assert "path: /etc/ciel/registry-password\n  owner: root:root\n  permissions: '0600'" in text
-    exec_lines = [line for line in text.splitlines() if "ExecStart" in line]
-    assert exec_lines and not any("secret_key" in line or "random_password" in line for line in exec_lines)
+    key = written_file(text, "/etc/ciel/secrets-reader-key")
+    assert key["permissions"] == "0600" and key["owner"] == "root:root"
+    assert key["content"].strip() == "${scaleway_iam_api_key.secret_reader_application_api_key_E57AB35D.secret_key}"
+    assert "secret_key" not in written_file(text, "/etc/ciel/secrets.json")["content"]
+    assert written_file(text, "/usr/local/sbin/ciel-secrets")["content"] == fetch_secrets_script()
+    unit = written_file(text, "/etc/systemd/system/ciel.service")["content"].splitlines()
+    # The secrets are fetched before the registry login and the container's start, at every start.
+    order = [next(i for i, line in enumerate(unit) if line.startswith(prefix)) for prefix in (
+        "ExecStartPre=/usr/local/sbin/ciel-secrets", "ExecStartPre=/bin/sh -c 'docker login", "ExecStart=")]
+    assert order == sorted(order)
+    assert "ExecReload=/usr/local/sbin/ciel-secrets --restart-if-changed" in unit
 
 
 def test_logs_are_shipped_to_cockpit_unless_disabled():

@@ -20,7 +20,8 @@ def test_environments_do_not_share_a_private_network_range():
 
 
 def test_unset_keys_take_safe_defaults(environments_dir):
-    (environments_dir / "qa.yaml").write_text("{}\n")
+    # Only the image tag must be set outside dev (its default, latest, is refused there).
+    (environments_dir / "qa.yaml").write_text('image_tag: "1.0.0"\n')
     config = load_environment("qa")
     assert (config.tier, config.region, config.zone, config.private_network_cidr) == ("mvp", "fr-par", "fr-par-1", "10.0.0.0/24")
 
@@ -71,15 +72,16 @@ def test_invalid_values_are_refused_with_file_key_and_allowed_values(environment
 
 
 def test_tier_presets_fill_scaling_variables_and_the_file_wins(environments_dir):
-    (environments_dir / "big.yaml").write_text("tier: scale\n")
-    (environments_dir / "tuned.yaml").write_text("tier: scale\ndb_read_replica_count: 2\nuse_managed_redis: false\n")
+    (environments_dir / "big.yaml").write_text('tier: scale\nimage_tag: "1.0.0"\n')
+    (environments_dir / "tuned.yaml").write_text('tier: scale\nimage_tag: "1.0.0"\ndb_read_replica_count: 2\n'
+                                                 'use_managed_redis: false\n')
     big, tuned = load_environment("big"), load_environment("tuned")
     assert (big.db_enable_ha, big.db_read_replica_count, big.use_managed_redis, big.lb_type) == (True, 1, True, "LB-GP-M")
     assert (tuned.db_read_replica_count, tuned.use_managed_redis, tuned.db_enable_ha) == (2, False, True)
 
 
 def test_mvp_defaults_are_the_cheap_ones(environments_dir):
-    (environments_dir / "small.yaml").write_text("tier: mvp\n")
+    (environments_dir / "small.yaml").write_text('tier: mvp\nimage_tag: "1.0.0"\n')
     config = load_environment("small")
     assert (config.api_instance_count, config.api_instance_type, config.db_node_type, config.db_enable_ha,
             config.use_managed_redis, config.enable_cdn, config.lb_type) == (1, "DEV1-S", "DB-DEV-S", False, False, False, "LB-S")
@@ -93,8 +95,44 @@ def test_every_preset_value_is_itself_valid():
     from infra.config.tiers import TIER_PRESETS
 
     for tier, values in TIER_PRESETS.items():
-        EnvironmentConfig(name="check", tier=tier, **values)  # raises if a preset is wrong
+        EnvironmentConfig(name="check", tier=tier, image_tag="1.0.0", **values)  # raises if a preset is wrong
 
 
 def test_tags_name_app_environment_and_layer():
     assert load_environment("dev").tags("networking") == ["app=ciel", "environment=dev", "layer=networking"]
+
+
+@pytest.mark.parametrize("tag", ["latest", "main", "master", "stable", "edge", "dev", "nightly", "Latest", "MAIN"])
+def test_a_moving_image_tag_is_refused_outside_dev_and_says_what_to_pin(environments_dir, tag):
+    (environments_dir / "qa.yaml").write_text(f"tier: mvp\nimage_tag: {tag}\n")
+    with pytest.raises(UsageError) as error:
+        load_environment("qa")
+    assert f"image_tag: '{tag}' is a moving tag, refused outside dev" in str(error.value)
+    assert "--image-tag 1.4.2" in str(error.value) and 'image_tag: "1.4.2"' in str(error.value)
+    (environments_dir / "dev.yaml").write_text(f"tier: mvp\nimage_tag: {tag}\n")
+    assert load_environment("dev").image_tag == tag  # dev may follow a moving tag
+    (environments_dir / "qa.yaml").write_text('tier: mvp\nimage_tag: "latest-1.4.2"\n')
+    assert load_environment("qa").image_tag == "latest-1.4.2"  # only the exact names move
+
+
+def test_the_default_tag_latest_is_refused_outside_dev_and_the_shipped_files_pin_theirs(environments_dir):
+    (environments_dir / "qa.yaml").write_text("tier: growth\n")
+    with pytest.raises(UsageError, match="image_tag: 'latest' is a moving tag"):
+        load_environment("qa")
+    from tests.conftest import REPO_ROOT
+
+    for env in ("staging", "prod"):
+        config = load_environment(env, REPO_ROOT / "infra" / "environments")
+        assert not config.image_tag_is_mutable, env
+
+
+@pytest.mark.parametrize(("env", "tag"), [("prod", "latest"), ("staging", "Nightly")])
+def test_the_image_tag_option_is_held_to_the_same_rule(env, tag):
+    from ciel.deploy import load_config
+
+    with pytest.raises(UsageError) as error:
+        load_config(env, tag)
+    assert str(error.value).startswith(f"--image-tag '{tag}' is a moving tag, refused outside dev")
+    assert "pin a version" in str(error.value)
+    assert load_config(env, "1.4.2").image_tag == "1.4.2"
+    assert load_config("dev", tag).image_tag == tag

@@ -88,7 +88,7 @@ def test_values_are_not_coerced_from_another_type(environments_dir, content, exp
 
 
 def test_an_integer_is_still_accepted_for_a_decimal_setting(environments_dir):
-    (environments_dir / "qa.yaml").write_text("tier: mvp\ncutover_min_success_ratio: 1\n")
+    (environments_dir / "qa.yaml").write_text('tier: mvp\nimage_tag: "1.0.0"\ncutover_min_success_ratio: 1\n')
     assert load_environment("qa").cutover_min_success_ratio == 1.0
 
 
@@ -145,7 +145,8 @@ def test_pattern_fields_refuse_a_trailing_newline(environments_dir):
 
 
 def test_real_uuid_alert_ids_load(environments_dir):
-    (environments_dir / "qa.yaml").write_text("tier: mvp\npreconfigured_alert_ids: [09396fbe-bddc-47a3-8072-c4246bef03c1]\n")
+    (environments_dir / "qa.yaml").write_text('tier: mvp\nimage_tag: "1.0.0"\n'
+                                              "preconfigured_alert_ids: [09396fbe-bddc-47a3-8072-c4246bef03c1]\n")
     assert load_environment("qa").preconfigured_alert_ids == ["09396fbe-bddc-47a3-8072-c4246bef03c1"]
 
 
@@ -168,6 +169,10 @@ CROSS_FIELD_RULES = [
      "production traffic to the cluster; remove it (default: preview-api.ciel.example.com) or choose another host"),
     ("api_instance_count: 0\n", "api_instance_count: 0 leaves the load balancer without a server while it sends "
                                 "production to the instances (traffic: instances); set at least 1"),
+    # No image_tag: the default, latest, is refused outside dev too.
+    ("", "image_tag: 'latest' is a moving tag, refused outside dev (a replaced instance or pod would run whatever "
+         "it points at by then); pin a version: `ciel deploy phase1 --image-tag 1.4.2`, or image_tag: \"1.4.2\" in "
+         "the environment file (or another tag you never move, such as the commit SHA)"),
 ]
 
 
@@ -190,8 +195,9 @@ def test_the_readme_table_lists_every_cross_field_rule():
 
 def test_the_preview_host_and_zero_instances_are_fine_where_they_cannot_hurt(environments_dir):
     (environments_dir / "qa.yaml").write_text(
-        "tier: mvp\ndomain: ciel.example.com\ncutover_preview_host: preview.ciel.example.com\n")
-    (environments_dir / "nolb.yaml").write_text("tier: mvp\nenable_load_balancer: false\napi_instance_count: 0\n")
+        'tier: mvp\nimage_tag: "1.0.0"\ndomain: ciel.example.com\ncutover_preview_host: preview.ciel.example.com\n')
+    (environments_dir / "nolb.yaml").write_text('tier: mvp\nimage_tag: "1.0.0"\nenable_load_balancer: false\n'
+                                                "api_instance_count: 0\n")
     assert load_environment("qa").preview_host == "preview.ciel.example.com"
     assert load_environment("nolb").api_instance_count == 0
 
@@ -200,8 +206,8 @@ def test_the_preview_host_and_zero_instances_are_fine_where_they_cannot_hurt(env
 
 def test_a_setting_switched_off_by_another_is_named_in_a_warning(environments_dir):
     (environments_dir / "qa.yaml").write_text(
-        "tier: mvp\nbastion_port: 2222\nuse_managed_redis: true\nredis_instance_type: DEV1-M\nenable_dlq: false\n"
-        "dlq_max_receive_count: 3\n")
+        'tier: mvp\nimage_tag: "1.0.0"\nbastion_port: 2222\nuse_managed_redis: true\nredis_instance_type: DEV1-M\n'
+        "enable_dlq: false\ndlq_max_receive_count: 3\n")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         load_environment("qa")
@@ -215,7 +221,7 @@ def test_a_setting_switched_off_by_another_is_named_in_a_warning(environments_di
 
 def test_tier_presets_and_the_shipped_files_cause_no_warning(environments_dir):
     # growth's preset sets redis_instance_type; the file switches to managed Redis: not the file's doing.
-    (environments_dir / "qa.yaml").write_text("tier: growth\nuse_managed_redis: true\n")
+    (environments_dir / "qa.yaml").write_text('tier: growth\nimage_tag: "1.0.0"\nuse_managed_redis: true\n')
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         load_environment("qa")
@@ -336,7 +342,7 @@ def test_a_corrupt_cutover_record_stops_migrate_status_with_exit_2(tmp_path):
 
 
 def test_the_command_prints_ignored_settings_as_warnings(environments_dir):
-    (environments_dir / "qa.yaml").write_text("tier: mvp\nkeda_messages_per_worker: 20\n")
+    (environments_dir / "qa.yaml").write_text('tier: mvp\nimage_tag: "1.0.0"\nkeda_messages_per_worker: 20\n')
     result = run_ciel("env", "--env", "qa")
     assert result.returncode == 0, result.stderr
     assert f"warning: {environments_dir / 'qa.yaml'}: keda_messages_per_worker is ignored because enable_keda is false" \

@@ -60,3 +60,40 @@ def test_malformed_credentials_are_refused_without_echoing_them(monkeypatch, key
     with pytest.raises(UsageError) as error:
         credentials.detect()
     assert key in str(error.value) and bad not in str(error.value)
+
+
+# --- the deploying principal ---------------------------------------------------------------
+
+PRINCIPAL = "user_id:ee474852-1f90-4cc1-bad0-4a17998c51e7"
+
+
+def test_the_deploying_principal_given_in_the_environment_is_used_as_is_without_any_call(monkeypatch):
+    for key, value in GOOD.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SCW_API_URL", "http://127.0.0.1:9")  # nothing answers there: a call would fail
+    monkeypatch.setenv("CIEL_DEPLOYER_PRINCIPAL", PRINCIPAL)
+    found = credentials.detect()
+    assert credentials.deploying_principal(found) == PRINCIPAL
+    assert found.engine_environment()["TF_VAR_deployer_principal"] == PRINCIPAL
+
+
+@pytest.mark.parametrize("bad", ["ee474852-1f90-4cc1-bad0-4a17998c51e7", "group_id:ee474852-1f90-4cc1-bad0-4a17998c51e7",
+                                 "user_id:EE474852-1F90-4CC1-BAD0-4A17998C51E7", "user_id:1234", "user_id: " + "a" * 36])
+def test_a_malformed_deploying_principal_is_refused_saying_what_is_expected(monkeypatch, bad):
+    for key, value in GOOD.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("CIEL_DEPLOYER_PRINCIPAL", bad)
+    with pytest.raises(UsageError, match=r"CIEL_DEPLOYER_PRINCIPAL=.* is not a principal: give user_id:<uuid> or "
+                                         r"application_id:<uuid>"):
+        credentials.deploying_principal(credentials.detect())
+
+
+def test_offline_the_deploying_principal_is_a_fixed_placeholder_the_stack_accepts():
+    import re
+
+    from infra.constructs.storage import DEPLOYER_PRINCIPAL_FORMAT
+
+    env = credentials.detect().engine_environment()
+    assert env["TF_VAR_deployer_principal"] == "application_id:00000000-0000-4000-8000-000000000002"
+    assert re.match(DEPLOYER_PRINCIPAL_FORMAT, env["TF_VAR_deployer_principal"])
+    assert credentials.PRINCIPAL_FORMAT.match(env["TF_VAR_deployer_principal"])

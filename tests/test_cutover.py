@@ -55,7 +55,7 @@ def kube():
 def qa_env(environments_dir):
     (environments_dir / f"{ENV}.yaml").write_text(
         "# QA: an environment in phase 2\ntier: mvp\nprivate_network_cidr: 10.0.0.0/24\nphase: 2\n"
-        "api_instance_count: 2\n")
+        'api_instance_count: 2\nimage_tag: "1.0.0"\n')
     return environments_dir / f"{ENV}.yaml"
 
 
@@ -451,13 +451,13 @@ def test_the_bake_watch_interval_is_a_validated_setting(environments_dir):
     from ciel.migration import thresholds_for
     from foundation.errors import CielError as ConfigError
 
-    (environments_dir / "ww.yaml").write_text("tier: mvp\nprivate_network_cidr: 10.0.0.0/24\n")
+    (environments_dir / "ww.yaml").write_text('tier: mvp\nprivate_network_cidr: 10.0.0.0/24\nimage_tag: "1.0.0"\n')
     assert thresholds_for(load_environment("ww")).bake_check_interval == 5.0  # the LB health check's cadence
-    (environments_dir / "ww.yaml").write_text("tier: mvp\nprivate_network_cidr: 10.0.0.0/24\n"
+    (environments_dir / "ww.yaml").write_text('tier: mvp\nprivate_network_cidr: 10.0.0.0/24\nimage_tag: "1.0.0"\n'
                                              "cutover_bake_check_interval_seconds: 2\n")
     assert thresholds_for(load_environment("ww")).bake_check_interval == 2.0
     for wrong in (0, 61):
-        (environments_dir / "ww.yaml").write_text("tier: mvp\nprivate_network_cidr: 10.0.0.0/24\n"
+        (environments_dir / "ww.yaml").write_text('tier: mvp\nprivate_network_cidr: 10.0.0.0/24\nimage_tag: "1.0.0"\n'
                                                  f"cutover_bake_check_interval_seconds: {wrong}\n")
         with pytest.raises(ConfigError, match="cutover_bake_check_interval_seconds"):
             load_environment("ww")
@@ -485,7 +485,7 @@ def test_a_cluster_failing_mid_bake_is_rolled_back_within_the_documented_worst_c
     from migrate.model import rollback_worst_case
 
     (environments_dir / f"{ENV}.yaml").write_text(
-        "tier: mvp\nprivate_network_cidr: 10.0.0.0/24\nphase: 2\napi_instance_count: 2\n"
+        'tier: mvp\nprivate_network_cidr: 10.0.0.0/24\nphase: 2\napi_instance_count: 2\nimage_tag: "1.0.0"\n'
         "cutover_bake_seconds: 20\ncutover_bake_check_interval_seconds: 1\ncutover_probe_requests: 5\n")
     thresholds = thresholds_for(load_environment(ENV))
     world = World(api_ips=["10.0.0.11", "10.0.0.12"], cluster_ip=CLUSTER_IP, check_interval=0.5, check_timeout=0.3,

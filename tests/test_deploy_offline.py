@@ -108,7 +108,7 @@ def test_dev_phase1_plan_runs_one_api_one_worker_and_redis_with_only_the_lb_publ
 
 
 def test_an_environment_in_phase_2_is_planned_but_not_deployed_without_force(environments_dir):
-    (environments_dir / "qa.yaml").write_text("phase: 2\nprivate_network_cidr: 10.9.0.0/24\n")
+    (environments_dir / "qa.yaml").write_text('phase: 2\nprivate_network_cidr: 10.9.0.0/24\nimage_tag: "1.0.0"\n')
     with pytest.raises(UsageError, match="qa is in phase 2.*--force-phase1"):
         deploy.deploy_phase1("qa")
     assert deploy.deploy_phase1("qa", force_phase1=True).plan.changes

@@ -43,3 +43,18 @@ def test_with_https_port_80_redirects_and_443_serves_with_a_lets_encrypt_certifi
 def test_the_load_balancer_can_be_left_out():
     stack = synth_core("dev", enable_load_balancer=False)
     assert of_type(stack, "scaleway_lb") == [] and of_type(stack, "scaleway_lb_frontend") == []
+
+
+def test_the_certificate_is_requested_only_once_the_api_record_points_at_the_lb():
+    """Let's Encrypt validates the API host at the LB's IP: without the explicit ordering
+    the certificate may be requested before the record exists, and its issue fails."""
+    stack = synth_core("prod")
+    (record_name,) = [name for name, record in stack["resource"]["scaleway_domain_record"].items()
+                      if record["name"] == "api"]
+    assert "scaleway_lb_ip" in stack["resource"]["scaleway_domain_record"][record_name]["data"]
+    certificate = one(stack, "scaleway_lb_certificate")
+    # A bare address (the engines refuse "${...}" in depends_on).
+    assert certificate["depends_on"] == [f"scaleway_domain_record.{record_name}"]
+    # The frontends still reference the certificate itself.
+    https = [f for f in of_type(stack, "scaleway_lb_frontend") if f["inbound_port"] == 443][0]
+    assert "scaleway_lb_certificate" in https["certificate_ids"][0]

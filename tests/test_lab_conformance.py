@@ -15,6 +15,7 @@ import yaml
 from lab import conformance
 from lab.api import Lab
 from lab.families import register_all
+from lab.families.iam import OWNER_USER_ID
 from lab.runner import LAB_PROJECT_ID
 from lab.store import Store
 from tests.conftest import synth_core
@@ -119,7 +120,8 @@ def test_the_lab_answers_with_every_key_and_type_the_real_api_returns_for_each_e
     with running_lab(tmp_path / "work") as lab_env:
         for args in (("init", "-input=false"), ("apply", "-auto-approve", "-input=false"),
                      ("plan", "-input=false"), ("destroy", "-auto-approve", "-input=false")):
-            step = engine(directory, {**lab_env, "TF_VAR_project_id": LAB_PROJECT_ID}, *args)
+            step = engine(directory, {**lab_env, "TF_VAR_project_id": LAB_PROJECT_ID,
+                                      "TF_VAR_deployer_principal": f"user_id:{OWNER_USER_ID}"}, *args)
             (tmp_path / f"{args[0]}.log").write_text(step.stdout + step.stderr)
             steps.append((args[0], step.returncode))
             # The lab keeps each route's last answer only: lists are fullest before the destroy.

@@ -65,7 +65,7 @@ def test_the_provider_applies_our_registry_iam_and_secrets_and_the_replan_is_emp
 
         state = json.loads(engine(directory, lab_env, "show", "-json").stdout)["values"]["root_module"]["resources"]
         keys = [item for item in state if item["type"] == "scaleway_iam_api_key"]
-        assert len(keys) == 2
+        assert len(keys) == 3  # media, registry pull, secrets reader
         for key in keys:
             assert re.fullmatch(r"SCW[A-Z0-9]{17}", key["values"]["access_key"])
             assert re.fullmatch(r"[0-9a-f-]{36}", key["values"]["secret_key"])

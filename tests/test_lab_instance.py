@@ -13,6 +13,7 @@ from scaleway.marketplace.v2 import LocalImageType, MarketplaceV2API
 from scaleway_core.api import ScalewayException
 
 from infra.cloudinit.app import AppMachine, app_user_data
+from infra.cloudinit.secrets import SecretSource
 from migrate.instances import Instances
 from tests.lab_support import apply_then_replan, engine, lab_json, outputs, running_lab
 
@@ -25,8 +26,10 @@ def _user_data(image_tag: str) -> str:
     """The API machine's cloud-init, as our compute construct renders it."""
     return app_user_data(AppMachine(
         role="api", environment="dev", registry_host="rg.fr-par.scw.cloud",
-        image=f"rg.fr-par.scw.cloud/ciel/ciel:{image_tag}", registry_password="lab-password",
-        app_env={"DATABASE_URL": "postgres://ciel@10.0.0.3:5432/ciel"}, stop_timeout_seconds=30))
+        image=f"rg.fr-par.scw.cloud/ciel/ciel:{image_tag}", settings={"S3_BUCKET": "media"},
+        secret_env={"DATABASE_URL": "database-url"}, registry_password_secret="registry-pull-key",
+        secrets=SecretSource(region="fr-par", project_id="11111111-1111-4111-8111-111111111111", path="/ciel/dev",
+                             reader_key="lab-reader-key"), stop_timeout_seconds=30))
 
 
 def _hcl_string(text: str) -> str:

@@ -85,6 +85,17 @@ def test_a_prod_image_rollout_replaces_the_api_instances_one_at_a_time_without_a
     assert note.startswith("answers now from version 2") and note.count(" at 10.2.0.") == 3, note
 
 
+def test_a_secret_rotation_restarts_every_app_process_with_the_new_version_without_a_failed_request(tmp_path):
+    report = rehearse(tmp_path, "--env", "dev", "--scenario", "rotate-secret")
+    rotation = report["scenarios"][0]
+    assert report["ok"] and rotation["failed"] == 0, json.dumps(rotation, indent=1)[-4000:]
+    assert rotation["replan_changes"] == 0  # the rotation count is recorded: the next deploy plans nothing
+    rotate = next(step for step in rotation["steps"] if step["step"] == "secrets rotate paseto-access-key")
+    assert rotate["requests"] > 500 and rotate["failed"] == 0
+    # Read from each machine's own ciel-secrets output: two API instances and the worker.
+    assert rotate["note"] == "3 app instances restarted, 0 replaced; each read paseto-access-key revision 2"
+
+
 def test_rehearse_refuses_bad_input_before_starting_anything(tmp_path):
     for args, message in ((("--env", "nope"), "nope"), (("--env", "dev", "--fault", "meteor"), "meteor"),
                           (("--env", "dev", "--fault", "cluster-health", "--fault", "lb-api-errors"), "alone"),

@@ -25,7 +25,7 @@ def bare(zoned_id: str) -> tuple[str, str]:
 
 def test_retire_deletes_exactly_the_compute_on_the_lab_then_records_it(tmp_path, environments_dir, monkeypatch):
     path = environments_dir / "qa.yaml"
-    path.write_text("tier: mvp\nprivate_network_cidr: 10.0.0.0/24\nphase: 2\napi_instance_count: 2\n")
+    path.write_text('tier: mvp\nprivate_network_cidr: 10.0.0.0/24\nphase: 2\napi_instance_count: 2\nimage_tag: "1.0.0"\n')
     with running_lab(tmp_path / "lab") as lab_env:
         for name, value in lab_env.items():
             monkeypatch.setenv(name, value)

@@ -6,6 +6,7 @@ All traffic goes to 127.0.0.0/8 and every wait is bounded."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import random
@@ -21,12 +22,14 @@ import pytest
 
 from infra.cloudinit.app import AppMachine, app_user_data
 from infra.cloudinit.redis import redis_user_data
+from infra.cloudinit.secrets import SecretSource
 from lab.addresses import loopback_for, require_loopback
 from lab.api import Lab
 from lab.dataplane.apps import AppPlane, NotAnApp, parse_cloud_init
 from lab.families import register_all
 from lab.families.instance import _local_image
 from lab.runtime import Runtime
+from lab.server import serve_api
 from lab.store import Store
 from tests.lab_support import free_port
 
@@ -115,7 +118,7 @@ def api_standin(tmp_path):
 def test_api_standin_health_requests_header_and_fault_file(api_standin):
     process, address, port, fault = api_standin
     status, headers, body = _get(address, port, "/health")
-    assert (status, json.loads(body)) == (200, {"status": "ok", "backend": "api-7", "version": "2.3.4"})
+    assert (status, json.loads(body)) == (200, {"status": "ok", "backend": "api-7", "version": "2.3.4", "secrets": {}})
     assert headers["x-ciel-backend"] == "api-7"
 
     status, headers, body = _get(address, port, "/v1/photos/42")
@@ -201,10 +204,21 @@ def test_worker_takes_jobs_and_finishes_the_one_in_hand_on_sigterm(tmp_path):
 
 # --- cloud-init as ciel renders it ----------------------------------------------------------
 
+SECRETS = SecretSource(region=REGION, project_id=PROJECT, path="/ciel/dev", reader_key="lab-reader-key")
+
+
 def _machine(role: str, tag: str, stop_timeout: int = 5) -> AppMachine:
     return AppMachine(role=role, environment="dev", registry_host="rg.fr-par.scw.cloud",
-                      image=f"rg.fr-par.scw.cloud/ciel-dev/ciel:{tag}", registry_password="lab-password",
-                      app_env={"DATABASE_URL": "postgres://ciel@10.0.0.3:5432/ciel"}, stop_timeout_seconds=stop_timeout)
+                      image=f"rg.fr-par.scw.cloud/ciel-dev/ciel:{tag}", settings={"S3_BUCKET": "media"},
+                      secret_env={"DATABASE_URL": "database-url"}, secrets=SECRETS,
+                      registry_password_secret="registry-pull-key", stop_timeout_seconds=stop_timeout)
+
+
+def _secret(lab: Lab, name: str, value: str) -> None:
+    _, secret = _call(lab, "POST", f"/secret-manager/v1beta1/regions/{REGION}/secrets",
+                      {"name": name, "project_id": PROJECT, "path": SECRETS.path}, expect=200)
+    _call(lab, "POST", f"/secret-manager/v1beta1/regions/{REGION}/secrets/{secret['id']}/versions",
+          {"data": base64.b64encode(value.encode()).decode()}, expect=200)
 
 
 def test_the_app_is_read_from_the_cloud_init_ciel_renders():
@@ -213,7 +227,8 @@ def test_the_app_is_read_from_the_cloud_init_ciel_renders():
     assert api.image == "rg.fr-par.scw.cloud/ciel-dev/ciel:1.4.2"
     worker = parse_cloud_init(app_user_data(_machine("worker", "1.4.3", stop_timeout=330)))
     assert (worker.mode, worker.tag, worker.stop_timeout) == ("worker", "1.4.3", 330)
-    for not_an_app in (redis_user_data(password="x", maxmemory_mb=512), "", None, "#!/bin/sh\necho hi\n"):
+    for not_an_app in (redis_user_data(password_secret="redis-password", secrets=SECRETS, maxmemory_mb=512), "", None,
+                       "#!/bin/sh\necho hi\n"):
         with pytest.raises(NotAnApp):
             parse_cloud_init(not_an_app)
 
@@ -232,12 +247,19 @@ def lab_with_apps(tmp_path):
     lab = register_all(Lab(Store()))
     runtime = Runtime(tmp_path / "runtime")
     logged: list[str] = []
-    runtime.apps = AppPlane(runtime.supervisor, tmp_path / "runtime" / "apps", log=logged.append)
+    # The machines' ciel-secrets asks the lab's API, over HTTP, as it would ask Scaleway's.
+    port = free_port()
+    api = serve_api(lab, port)
+    runtime.apps = AppPlane(runtime.supervisor, tmp_path / "runtime" / "apps", api_url=f"http://127.0.0.1:{port}",
+                            log=logged.append)
     lab.runtime = runtime
+    _secret(lab, "database-url", "postgres://ciel:lab@10.0.0.3:5432/ciel")
+    _secret(lab, "registry-pull-key", "lab-password")
     try:
         yield lab, runtime.apps, logged
     finally:
         runtime.stop()
+        api.shutdown()
 
 
 def _network(lab: Lab) -> str:
@@ -297,6 +319,11 @@ def test_a_running_api_server_serves_on_its_loopback_address_and_drains_on_power
     status, headers, body = _healthy(bind, 8080)
     assert status == 200 and json.loads(body)["backend"] == "ciel-dev-api-0"
     assert json.loads(body)["version"] == "2.3.4" and headers["x-ciel-backend"] == "ciel-dev-api-0"
+    # Its machine's own ciel-secrets fetched the secrets before it started, from the lab's API.
+    assert json.loads(body)["secrets"] == {"database-url": 1, "registry-pull-key": 1}
+    env_file = Path(str(apps.machine_root(server_id)) + "/etc/ciel/app.env")
+    assert "DATABASE_URL=postgres://ciel:lab@10.0.0.3:5432/ciel\n" in env_file.read_text()
+    assert "S3_BUCKET=media\n" in env_file.read_text() and env_file.stat().st_mode & 0o777 == 0o600
     first_pid = apps.process(server_id).pid
 
     # Reboot: drained, then a new process once running again.
@@ -345,7 +372,7 @@ def test_a_worker_server_takes_jobs_from_its_network_queue_and_goes_with_termina
 def test_a_server_whose_user_data_runs_no_app_runs_nothing_and_says_why(lab_with_apps):
     lab, apps, logged = lab_with_apps
     network_id = _network(lab)
-    server_id, _ = _server(lab, network_id, "ciel-dev-redis", redis_user_data(password="x", maxmemory_mb=512),
+    server_id, _ = _server(lab, network_id, "ciel-dev-redis", redis_user_data(password_secret="redis-password", secrets=SECRETS, maxmemory_mb=512),
                            nic_first=True)
     assert apps.process(server_id) is None
     assert any("ciel-dev-redis" in line and "runs no stand-in" in line and "APP_MODE" in line for line in logged)
@@ -359,3 +386,17 @@ def test_without_a_runtime_the_api_behaves_as_before():
                            nic_first=False)
     _call(lab, "POST", f"/instance/v1/zones/{ZONE}/servers/{server_id}/action", {"action": "poweroff"}, expect=202)
     assert _states(lab, server_id, "stopped") == ["stopping", "stopped"]
+
+
+def test_an_app_whose_secrets_cannot_be_fetched_does_not_start(lab_with_apps):
+    lab, apps, logged = lab_with_apps
+    network_id = _network(lab)
+    machine = _machine("api", "2.3.4")
+    missing = AppMachine(**{**vars(machine), "secret_env": {"DATABASE_URL": "no-such-secret"}})
+    server_id, _ = _server(lab, network_id, "ciel-dev-api-0", app_user_data(missing), nic_first=True)
+    deadline = time.monotonic() + 10
+    while not any("ciel-secrets failed" in line for line in logged) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any("no-such-secret: not found" in line for line in logged), logged
+    assert any("ciel-secrets failed; the app does not start" in line for line in logged)
+    assert apps.process(server_id) is None

@@ -58,7 +58,7 @@ def test_the_cli_prints_both_steps_and_says_nothing_was_applied():
 
 def test_recording_the_phase_keeps_the_file_and_its_comments(environments_dir):
     path = environments_dir / "qa.yaml"
-    path.write_text("# QA environment\ntier: mvp\nprivate_network_cidr: 10.7.0.0/24  # its own range\n")
+    path.write_text('# QA environment\ntier: mvp\nprivate_network_cidr: 10.7.0.0/24  # its own range\nimage_tag: "1.0.0"\n')
     record_phase("qa", 2)
     text = path.read_text()
     assert text.startswith("# QA environment\n") and "# its own range" in text and "phase: 2" in text
@@ -69,7 +69,7 @@ def test_recording_the_phase_keeps_the_file_and_its_comments(environments_dir):
 
 def test_phase2_again_on_an_environment_already_cut_over_plans_fine(environments_dir):
     (environments_dir / "qa.yaml").write_text("private_network_cidr: 10.6.0.0/24\nphase: 2\ntraffic: cluster\n"
-                                              "instances_retired: true\n")
+                                              'instances_retired: true\nimage_tag: "1.0.0"\n')
     outcome = deploy_phase2("qa")
     assert outcome.untouched_checked == 0  # nothing of phase 1 left to compare with; the live plan guard remains
     assert not any(c.type == "scaleway_instance_server" and "compute_" in c.address

@@ -17,6 +17,11 @@ from foundation.errors import CielError, UsageError
 from ciel.state_bucket import bootstrap
 from ciel.workspace import StackWorkspace
 from infra.state import state_key
+from lab.api import Lab
+from lab.families import register_all
+from lab.server import serve_api
+from lab.store import Store
+from tests.lab_support import free_port
 
 pytestmark = pytest.mark.engine
 
@@ -24,6 +29,8 @@ PROJECT = "66666666-7777-4888-8999-000000000000"
 BUCKET = f"ciel-tfstate-{PROJECT}"
 KEYS = {"SCW_ACCESS_KEY": "SCWABCDEFGHIJKLMNOPQ", "SCW_SECRET_KEY": "11111111-2222-4333-8444-555555555555",
         "SCW_DEFAULT_PROJECT_ID": PROJECT}
+# Whose key KEYS are: given, as IAM is out of reach here (tests/test_deployer_principal.py asks the lab's).
+DEPLOYER = "user_id:0b8cc93b-dfd2-4427-b674-8d27affb0334"
 
 
 @pytest.fixture
@@ -38,10 +45,17 @@ def object_storage(monkeypatch, tmp_path):
     monkeypatch.setenv("CIEL_S3_ENDPOINT", endpoint)
     for key, value in KEYS.items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setenv("CIEL_DEPLOYER_PRINCIPAL", DEPLOYER)
+    # A live deploy first asks Secret Manager whether the project holds another environment:
+    # an in-process local Scaleway answers (an empty project).
+    api_port = free_port()
+    api = serve_api(register_all(Lab(Store())), api_port)
+    monkeypatch.setenv("SCW_API_URL", f"http://127.0.0.1:{api_port}")
     client = boto3.client("s3", endpoint_url=endpoint, region_name="fr-par", aws_access_key_id="x",
                           aws_secret_access_key="x")
     yield client
     server.stop()
+    api.shutdown()
 
 
 def test_bootstrap_needs_credentials():
@@ -53,7 +67,8 @@ def test_dry_run_lists_the_calls_and_makes_none(object_storage):
     _, lines = bootstrap("dev", dry_run=True)
     assert [line.split("(")[0] for line in lines] == [
         "would call s3.head_bucket", "would call s3.create_bucket", "would call s3.put_bucket_versioning",
-        "would call s3.put_bucket_tagging"]
+        "would call s3.get_bucket_policy", "would call s3.put_bucket_policy", "would call s3.put_bucket_tagging"]
+    assert DEPLOYER in next(line for line in lines if "put_bucket_policy" in line)
     assert object_storage.list_buckets()["Buckets"] == []
 
 
@@ -65,8 +80,11 @@ def test_bootstrap_creates_a_private_versioned_bucket_and_is_idempotent(object_s
     assert all("URI" not in grant["Grantee"] for grant in grants)  # no AllUsers / AuthenticatedUsers grant
     tags = {t["Key"]: t["Value"] for t in object_storage.get_bucket_tagging(Bucket=BUCKET)["TagSet"]}
     assert tags == {"app": "ciel", "purpose": "terraform-state"}
+    policy = json.loads(object_storage.get_bucket_policy(Bucket=BUCKET)["Policy"])
+    assert [s["Principal"] for s in policy["Statement"]] == [{"SCW": [DEPLOYER]}]
     _, second = bootstrap("dev")
     assert second[0].endswith("exists: kept") and "versioning already enabled" in second
+    assert f"bucket policy already admits {DEPLOYER}" in second
 
 
 def test_live_deploy_refuses_to_start_without_the_state_bucket(object_storage):

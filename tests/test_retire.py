@@ -28,7 +28,7 @@ COMPUTE_TYPES = {"scaleway_instance_server", "scaleway_instance_private_nic", "s
 def qa_in_phase2(environments_dir):
     path = environments_dir / "qa.yaml"
     path.write_text("# QA: in phase 2, two API instances\ntier: mvp\nprivate_network_cidr: 10.0.0.0/24\nphase: 2\n"
-                    "api_instance_count: 2\n")
+                    'api_instance_count: 2\nimage_tag: "1.0.0"\n')
     return path
 
 

@@ -20,8 +20,28 @@ def test_paseto_keys_are_32_random_bytes_unless_supplied():
 def test_the_app_secrets_live_under_the_environment_path():
     names = {s["name"]: s for s in of_type(synth_core("dev"), "scaleway_secret")}
     assert set(names) == {"paseto-access-key", "paseto-refresh-key", "database-url", "migrator-database-url",
-                          "redis-url", "s3-access-key", "s3-secret-key", "sqs-access-key", "sqs-secret-key"}
+                          "redis-url", "s3-access-key", "s3-secret-key", "sqs-access-key", "sqs-secret-key",
+                          "registry-pull-key", "cockpit-push-token", "redis-password"}
     assert {s["path"] for s in names.values()} == {"/ciel/dev"}
+    # Only the self-managed Redis machine reads a bare password.
+    assert "redis-password" not in {s["name"] for s in of_type(synth_core("prod"), "scaleway_secret")}
+
+
+def test_machines_read_secrets_with_a_key_that_may_only_access_secret_versions():
+    stack = synth_core("dev")
+    reader = next(p for p in of_type(stack, "scaleway_iam_policy") if p["name"] == "ciel-dev-secrets-reader")
+    assert reader["rule"] == [{"project_ids": ["${var.project_id}"], "permission_set_names": ["SecretManagerSecretAccess"]}]
+
+
+def test_a_rotation_generates_a_new_value_and_the_new_version_comes_before_the_old_goes():
+    plain, rotated = synth_core("dev"), synth_core("dev", secret_rotations={"paseto-access-key": 2})
+    access = next(v for k, v in plain["resource"]["random_bytes"].items() if "access" in k)
+    assert "keepers" not in access  # never rotated: adding a keeper later is the first rotation
+    rotated_access = next(v for k, v in rotated["resource"]["random_bytes"].items() if "access" in k)
+    assert rotated_access["keepers"] == {"rotation": "2"}
+    assert all("keepers" not in v for k, v in rotated["resource"]["random_bytes"].items() if "refresh" in k)
+    for version in of_type(plain, "scaleway_secret_version"):
+        assert version["lifecycle"]["create_before_destroy"] is True
 
 
 def test_admin_token_only_when_asked():

@@ -47,8 +47,8 @@ def test_with_cdn_anonymous_reads_are_limited_to_the_public_prefix():
     assert len(anonymous) == 1
     assert anonymous[0]["Action"] == ["s3:GetObject"]
     assert len(anonymous[0]["Resource"]) == 1 and anonymous[0]["Resource"][0].endswith("/public/*")
-    named = [s for s in document["Statement"] if s["Principal"] != "*"]
-    assert all(s["Principal"]["SCW"].startswith("application_id:") for s in named)
+    named = [s for s in document["Statement"] if s["Principal"] != "*" and s["Sid"] != "DeployerManagesTheBucket"]
+    assert named and all(s["Principal"]["SCW"].startswith("application_id:") for s in named)
     assert one(synth_core("prod"), "scaleway_object_bucket_policy")["policy"].startswith("${jsonencode(")
 
 
@@ -65,3 +65,30 @@ def test_cdn_pipeline_chains_its_stages_to_the_bucket_with_a_managed_certificate
     assert "edge_services_dns_stage" in one(stack, "scaleway_edge_services_head_stage")["head_stage_id"]
     assert one(stack, "scaleway_edge_services_plan")["name"] == "starter"
     assert stack["output"]["s3_public_endpoint"]["value"] == "https://cdn.ciel.example.com"
+
+
+def test_the_media_policy_names_the_deployer_with_full_control_and_the_app_with_object_access():
+    document = build_core("prod").storage.policy_document
+    statements = {s["Sid"]: s for s in document["Statement"]}
+    assert set(statements) == {"DeployerManagesTheBucket", "AppObjectsReadWrite", "CdnReadsPublicPrefixOnly"}
+    deployer, app = statements["DeployerManagesTheBucket"], statements["AppObjectsReadWrite"]
+    assert deployer["Action"] == ["s3:*"] and deployer["Resource"] == app["Resource"]
+    assert len(deployer["Resource"]) == 2 and deployer["Resource"][1] == f"{deployer['Resource'][0]}/*"
+    assert "s3:*" not in app["Action"] and app["Principal"]["SCW"].startswith("application_id:")
+    anonymous = statements["CdnReadsPublicPrefixOnly"]
+    assert anonymous["Principal"] == "*" and anonymous["Action"] == ["s3:GetObject"]
+    assert len(anonymous["Resource"]) == 1 and anonymous["Resource"][0].endswith("/public/*")
+    # As synthesized: the deployer is the stack variable, the app its IAM application.
+    policy = one(synth_core("prod"), "scaleway_object_bucket_policy")["policy"]
+    assert ('"Sid" = "DeployerManagesTheBucket", "Effect" = "Allow", "Principal" = {"SCW" = var.deployer_principal}, '
+            '"Action" = ["s3:*"]') in policy
+    assert '"Principal" = {"SCW" = "application_id:${scaleway_iam_application.' in policy
+
+
+def test_the_deployer_principal_is_a_validated_plain_stack_variable():
+    variable = synth_core("prod")["variable"]["deployer_principal"]
+    assert variable["type"] == "string" and variable["sensitive"] is False and variable["nullable"] is False
+    assert variable["description"]
+    assert variable["validation"] == [{
+        "condition": '${can(regex("^(user_id|application_id):[0-9a-f-]{36}$", var.deployer_principal))}',
+        "error_message": "deployer_principal must be user_id:<uuid> or application_id:<uuid>."}]

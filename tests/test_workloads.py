@@ -179,3 +179,48 @@ def test_render_and_the_workloads_stack_take_the_same_inputs(env, tmp_path):
                 for key, value in declared["data"].items()}
     assert rendered["data"] == resolved
     assert rendered["data"]["S3_PUBLIC_ENDPOINT"] == "value-of-s3_public_endpoint"
+
+
+def test_pods_run_the_pinned_tag_and_pull_it_only_if_absent_but_always_pull_a_moving_tag(tmp_path):
+    """A node keeps an image it pulled once: with a moving tag (dev only) it would keep a
+    stale build unless every pod start asks the registry again."""
+    from infra.stacks.workloads import WorkloadsStack
+    from k8s.workloads import image_pull_policy
+    from tests.conftest import synth_construct
+
+    for env, overrides, tag, policy in (("prod", {}, "1.0.0", "IfNotPresent"),
+                                        ("dev", {"image_tag": "1.4.2"}, "1.4.2", "IfNotPresent"),
+                                        ("dev", {}, "latest", "Always"),
+                                        ("dev", {"image_tag": "Main"}, "Main", "Always")):
+        config = config_for(env, **overrides)
+        assert config.image_tag == tag and image_pull_policy(config) == policy
+        # `ciel k8s render`: the YAML
+        written = render(config, tmp_path / f"{env}-{tag}")
+        deployments = [yaml.safe_load(p.read_text()) for p in written if "-deployment-" in p.name]
+        assert len(deployments) == 2
+        for deployment in deployments:
+            (container,) = deployment["spec"]["template"]["spec"]["containers"]
+            assert container["image"].endswith(f"/ciel:{tag}") and container["imagePullPolicy"] == policy
+        # the workloads stack: the same objects, handed to the kubernetes provider
+        stack = synth_construct(lambda s: None, stack_factory=lambda app: WorkloadsStack(
+            app, config=config_for(env, phase=2, **overrides), remote_state=None, include_untyped=False))
+        containers = [d["spec"][0]["template"][0]["spec"][0]["container"][0]
+                      for d in stack["resource"]["kubernetes_deployment_v1"].values()]
+        assert len(containers) == 2
+        assert all(c["image_pull_policy"] == policy and c["image"].endswith(f"/ciel:{tag}") for c in containers)
+
+
+def test_a_secret_rotation_rolls_the_pods_and_no_rotation_leaves_their_template_alone():
+    from infra.config import load_environment
+    from k8s.render import gitops_inputs
+    from k8s.workloads import build
+
+    def templates(config):
+        return {m["metadata"]["name"]: m["spec"]["template"]["metadata"] for m in build(config, gitops_inputs(config))
+                if m["kind"] == "Deployment"}
+
+    config = load_environment("dev")
+    assert all("annotations" not in template for template in templates(config).values())
+    rotated = config.model_copy(update={"secret_rotations": {"paseto-access-key": 2}})
+    for template in templates(rotated).values():
+        assert template["annotations"] == {"ciel-infra/secret-rotations": "paseto-access-key=2"}

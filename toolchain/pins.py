@@ -172,6 +172,17 @@ VEGETA = GoSource(
     note="built on demand by the lab's traffic (lab/traffic.py)",
 )
 
+# Secret scanner the test suite runs over the repository's history and over everything an
+# offline run writes (tests/test_secret_scan.py). The proxy serves v8.28.0 and v8.30.1 only.
+# Built with Go's own regexp engine (the upstream release adds the gore2regex tag for RE2
+# through WebAssembly): the same rules and RE2 syntax, slower, ample for our few megabytes.
+GITLEAKS = GoSource(
+    module="github.com/zricethezav/gitleaks/v8",
+    version="v8.30.1",
+    version_ldflags=("github.com/zricethezav/gitleaks/v8/version.Version=8.30.1",),  # as `gitleaks version` prints
+    note="built by `ciel setup --lab-tools` (./setup.sh --test-tools); the tests only use it",
+)
+
 # A real Kubernetes API server (and its etcd) for the lab's Kapsule clusters, built from
 # the Go module proxy by toolchain/kubernetes_build.py. The staging modules (k8s.io/api,
 # apimachinery, ...) of a release are published as v0.<minor>.<patch> of the same release.

@@ -5,15 +5,16 @@ systemd unit that restarts it on failure and stops it gracefully (the worker get
 time to finish in-flight jobs). Container logs go to journald and, when enabled, Grafana
 Alloy ships them to the Cockpit logs source.
 
-Where the secrets sit, and why there: the app's settings (including DATABASE_URL, keys)
-are written by cloud-init to /etc/ciel/app.env (0600, root) and handed to Docker with
---env-file, so they never appear on a command line (`ps`) or in the unit file. The
-registry password sits in /etc/ciel/registry-password (0600, root). Both also travel in
-the instance's user data, which Scaleway's metadata API serves only to requests from a
-privileged source port, i.e. to root on that instance. A less-privileged process on the
-machine can read none of them; `docker inspect` needs root (or the docker group, which we
-give to no one). The alternative — fetching from Secret Manager at boot — still needs a
-credential in the user data, so it moves the same secret without removing it.
+Where the secrets come from, and why there: the user data carries ONE secret, a Secret
+Manager reader key (/etc/ciel/secrets-reader-key, 0600 root) whose application may only
+access secret versions of this environment's project (infra/constructs/secrets.py). The
+Instance API stores user data and serves it to root on the machine, and Scaleway offers
+instances no identity of their own to trade for a token, so that one key is the floor.
+Before every start of the service, `ciel-secrets` (infra/cloudinit/fetch_secrets.py)
+fetches the newest enabled version of each secret and writes /etc/ciel/app.env (0600,
+handed to Docker with --env-file: never on a command line or in the unit file), the
+registry password and the Cockpit token. A rotation is a new version plus a restart
+(`ciel secrets rotate`); no machine is replaced.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra.cloudinit import render
+from infra.cloudinit.secrets import FETCH_SECRETS, SecretFile, SecretSource, secrets_config, secrets_write_files
 
 ENV_FILE = "/etc/ciel/app.env"
 REGISTRY_PASSWORD_FILE = "/etc/ciel/registry-password"
+COCKPIT_TOKEN_FILE = "/etc/ciel/cockpit-token"
 UNIT = "ciel.service"
 API_PORT = 8080
 
@@ -36,19 +39,25 @@ class AppMachine:
     environment: str  # dev, staging, prod
     registry_host: str  # rg.fr-par.scw.cloud
     image: str  # rg.fr-par.scw.cloud/ciel-dev/ciel:1.4.2
-    registry_password: str
-    app_env: dict[str, str]  # the image's configuration contract (values may be tokens)
+    settings: dict[str, str]  # the contract's plain values (may be tokens)
+    secret_env: dict[str, str]  # the contract's secret variables → their secret's name
+    secrets: SecretSource
+    registry_password_secret: str  # name of the secret holding the registry pull key
     stop_timeout_seconds: int  # how long `docker stop` waits before SIGKILL
     logs_push_url: str | None = None  # Cockpit logs source push URL; None: logs stay local
-    logs_push_token: str | None = None
+    logs_token_secret: str | None = None  # name of the secret holding the Cockpit push token
 
 
-def _env_file(machine: AppMachine) -> str:
-    settings = {**machine.app_env, "APP_MODE": machine.role}
+def machine_secrets_config(machine: AppMachine) -> dict:
+    """/etc/ciel/secrets.json of an app machine: its settings, and which secret goes where."""
+    settings = {**machine.settings, "APP_MODE": machine.role}
     if machine.role == "api":
         settings["HTTP_ADDR"] = f"0.0.0.0:{API_PORT}"
-    lines = [f"{key}={value}" for key, value in sorted(settings.items())]
-    return "\n".join(lines) + "\n"
+    files = [SecretFile(REGISTRY_PASSWORD_FILE, machine.registry_password_secret)]
+    if machine.logs_token_secret:
+        files.append(SecretFile(COCKPIT_TOKEN_FILE, machine.logs_token_secret, mode="0640", group="alloy"))
+    return secrets_config(machine.secrets, unit=UNIT, files=files, env_file=ENV_FILE, settings=settings,
+                          env_secrets=machine.secret_env)
 
 
 def _unit(machine: AppMachine) -> str:
@@ -66,11 +75,18 @@ def _unit(machine: AppMachine) -> str:
         "RestartSec=5",
         # systemd must wait longer than docker does, or it kills the container first.
         f"TimeoutStopSec={timeout + 30}",
+        # Every start reads the newest secrets: a reboot or restart is how a rotation lands.
+        f"ExecStartPre={FETCH_SECRETS}",
+        f"ExecStartPre=/bin/sh -c 'docker login {machine.registry_host} -u nologin --password-stdin"
+        f" < {REGISTRY_PASSWORD_FILE}'",
         "ExecStartPre=-/usr/bin/docker rm -f ciel",
         f"ExecStartPre=/usr/bin/docker pull {machine.image}",
         f"ExecStart=/usr/bin/docker run --rm --name ciel --env-file {ENV_FILE} {publish}"
         f"--log-driver=journald --stop-signal SIGTERM --stop-timeout {timeout} {machine.image}",
         f"ExecStop=/usr/bin/docker stop -t {timeout} ciel",
+        # A container keeps the environment it started with: reload fetches again and
+        # restarts the service only if a secret's revision changed.
+        f"ExecReload={FETCH_SECRETS} --restart-if-changed",
         "",
         "[Install]",
         "WantedBy=multi-user.target",
@@ -88,8 +104,13 @@ def _alloy_config(machine: AppMachine) -> str:
         'loki.write "cockpit" {',
         "  endpoint {",
         f'    url     = "{machine.logs_push_url}/loki/api/v1/push"',
-        f'    headers = {{ "X-Token" = "{machine.logs_push_token}" }}',
+        '    headers = { "X-Token" = local.file.cockpit_token.content }',
         "  }",
+        "}",
+        # Written by ciel-secrets (root:alloy 0640), re-read when it changes.
+        'local.file "cockpit_token" {',
+        f'  filename  = "{COCKPIT_TOKEN_FILE}"',
+        "  is_secret = true",
         "}",
         "",
     ])
@@ -97,20 +118,15 @@ def _alloy_config(machine: AppMachine) -> str:
 
 def app_user_data(machine: AppMachine) -> str:
     files = [
-        {"path": ENV_FILE, "owner": "root:root", "permissions": "0600", "content": _env_file(machine)},
-        {"path": REGISTRY_PASSWORD_FILE, "owner": "root:root", "permissions": "0600",
-         "content": machine.registry_password + "\n"},
+        *secrets_write_files(machine.secrets, machine_secrets_config(machine)),
         {"path": f"/etc/systemd/system/{UNIT}", "owner": "root:root", "permissions": "0644",
          "content": _unit(machine)},
     ]
-    commands = [
-        "systemctl enable --now docker",
-        f"docker login {machine.registry_host} -u nologin --password-stdin < {REGISTRY_PASSWORD_FILE}",
-        "systemctl daemon-reload",
-        f"systemctl enable --now {UNIT}",
-    ]
-    if machine.logs_push_url and machine.logs_push_token:
-        # Staged root-only; installed for the alloy group once the package has created it.
+    commands = ["systemctl enable --now docker"]
+    ship_logs = bool(machine.logs_push_url and machine.logs_token_secret)
+    if ship_logs:
+        # Installed before the app's first start, so ciel-secrets finds the alloy group for
+        # the token file; the configuration is staged root-only until then.
         files.append({"path": "/etc/ciel/alloy.alloy", "owner": "root:root", "permissions": "0600",
                       "content": _alloy_config(machine)})
         commands += [
@@ -121,11 +137,13 @@ def app_user_data(machine: AppMachine) -> str:
             "apt-get update && apt-get install -y alloy",
             "install -o root -g alloy -m 0640 /etc/ciel/alloy.alloy /etc/alloy/config.alloy",
             "usermod -aG systemd-journal alloy",
-            "systemctl enable --now alloy",
         ]
+    commands += ["systemctl daemon-reload", f"systemctl enable --now {UNIT}"]
+    if ship_logs:
+        commands.append("systemctl enable --now alloy")
     return render({
         "package_update": True,
-        "packages": ["docker.io", "curl", "gpg"],
+        "packages": ["docker.io", "curl", "gpg", "python3"],
         "write_files": files,
         "runcmd": commands,
     })

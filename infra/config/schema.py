@@ -24,6 +24,9 @@ REGION_ZONES: dict[str, tuple[str, ...]] = {
     "pl-waw": ("pl-waw-1", "pl-waw-2", "pl-waw-3"),
 }
 
+# Secrets ciel generates itself (infra/constructs/secrets.py), so it can make new values.
+ROTATABLE_SECRETS = ("paseto-access-key", "paseto-refresh-key", "admin-token")
+
 Tier = Literal["mvp", "growth", "scale"]
 Region = Literal["fr-par", "nl-ams", "pl-waw"]
 
@@ -71,6 +74,12 @@ GatewayType = Annotated[str, _offer("public gateway type", offers.PUBLIC_GATEWAY
 K8sVersion = Annotated[str, _offer("Kapsule Kubernetes version", offers.K8S_VERSIONS)]
 Hostname = Annotated[Optional[str], AfterValidator(_hostname)]
 
+# Tags that name a moving target, not a build: a re-created machine or pod would run
+# whatever the tag points at by then. Refused outside dev (compared case-insensitively).
+MUTABLE_IMAGE_TAGS = frozenset({"latest", "main", "master", "stable", "edge", "dev", "nightly"})
+# The one environment allowed to follow a moving tag.
+MUTABLE_TAGS_ALLOWED_IN = "dev"
+
 
 class EnvironmentConfig(BaseModel):
     """One environment (dev, staging, prod): where it runs, how big it is, what it enables."""
@@ -100,7 +109,7 @@ class EnvironmentConfig(BaseModel):
     # --- the image and the environment's phase -----------------------------------------
     image_name: str = Field("ciel", pattern=r"^[a-z0-9]+([._-][a-z0-9]+)*$", description="Image name inside the registry namespace.")
     image_tag: str = Field("latest", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
-                           description="Image tag to run; pin a version outside dev (`ciel deploy phase1 --image-tag`).")
+                           description="Image tag to run; outside dev a pinned version (`ciel deploy phase1 --image-tag 1.4.2`): latest, main, master, stable, edge, dev and nightly are refused there.")
     phase: Literal[1, 2] = Field(1, description="1: instances serve; 2: a Kapsule cluster runs beside them (set by `ciel deploy phase2`).")
     traffic: Literal["instances", "cluster"] = Field("instances", description="Backend of the public frontends (set by `ciel migrate cutover`).")
     instances_retired: bool = Field(False, description="Phase-1 instances deleted after a finished cutover (set by its retire step).")
@@ -169,6 +178,7 @@ class EnvironmentConfig(BaseModel):
 
     # --- secrets and observability ----------------------------------------------------
     enable_admin_token: bool = Field(False, description="Generate an admin API token in Secret Manager.")
+    secret_rotations: dict[str, int] = Field(default_factory=dict, description="How many times each generated secret was rotated (set by `ciel secrets rotate`); a higher number generates a new value.")
     alert_email: Optional[str] = Field(None, description="Email contact point of the Cockpit alert manager; unset: alerts fire to no one.")
     preconfigured_alert_ids: list[str] = Field(default_factory=list, description="Cockpit preconfigured alert rule IDs to enable (see docs/observability.md).")
     metrics_retention_days: int = Field(31, ge=1, le=365, description="Retention of the Cockpit metrics source.")
@@ -211,6 +221,16 @@ class EnvironmentConfig(BaseModel):
                              "preconfigured-alert list`), e.g. 09396fbe-bddc-47a3-8072-c4246bef03c1")
         return value
 
+    @field_validator("secret_rotations")
+    @classmethod
+    def _rotations(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, generation in value.items():
+            if name not in ROTATABLE_SECRETS:
+                raise ValueError(f"{shown(name)} is not a secret ciel generates; rotatable: {', '.join(ROTATABLE_SECRETS)}")
+            if not 0 <= generation <= 1_000_000:
+                raise ValueError(f"{name}: the rotation count is a number from 0 up")
+        return value
+
     @field_validator("alert_email")
     @classmethod
     def _email(cls, value: Optional[str]) -> Optional[str]:
@@ -244,6 +264,13 @@ class EnvironmentConfig(BaseModel):
         if self.api_instance_count == 0 and self.enable_load_balancer and self.traffic == "instances":
             raise ValueError("api_instance_count: 0 leaves the load balancer without a server while it sends "
                              "production to the instances (traffic: instances); set at least 1")
+        # Last, so that any other mistake in the file is named first. Applies to the default
+        # (`latest`) too: an environment other than dev must name its build.
+        if self.name != MUTABLE_TAGS_ALLOWED_IN and self.image_tag_is_mutable:
+            raise ValueError(f"image_tag: {shown(self.image_tag)} is a moving tag, refused outside "
+                             f"{MUTABLE_TAGS_ALLOWED_IN} (a replaced instance or pod would run whatever it points at "
+                             "by then); pin a version: `ciel deploy phase1 --image-tag 1.4.2`, or image_tag: \"1.4.2\" "
+                             "in the environment file (or another tag you never move, such as the commit SHA)")
         return self
 
     def ignored_settings(self, written: Iterable[str]) -> list[tuple[str, str]]:
@@ -267,6 +294,11 @@ class EnvironmentConfig(BaseModel):
         if self.cutover_preview_host:
             return self.cutover_preview_host
         return f"preview-{self.api_hostname}" if self.api_hostname else "preview.invalid"
+
+    @property
+    def image_tag_is_mutable(self) -> bool:
+        """A tag that may move (allowed in dev only): nodes must re-pull it."""
+        return self.image_tag.lower() in MUTABLE_IMAGE_TAGS
 
     @property
     def api_hostname(self) -> Optional[str]:

@@ -11,22 +11,33 @@ from cdktn_provider_random.password import Password
 from constructs import Construct
 
 from infra.cloudinit.redis import REDIS_PORT, redis_user_data
+from infra.cloudinit.secrets import SecretSource
 from infra.config import EnvironmentConfig
 from infra.config.offers import INSTANCE_SIZES
 from infra.constructs.networking import Networking
+from infra.contract import REDIS_PASSWORD_SECRET
 from infra.providers import scaleway
 
 DEBIAN_IMAGE = "debian_bookworm"
 
 
 class Cache(Construct):
-    def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig, network: Networking) -> None:
+    def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig, network: Networking,
+                 secrets: SecretSource) -> None:
         super().__init__(scope, id_)
         self.managed = config.use_managed_redis
+        self._secrets = secrets
+        self.server = None
         if self.managed:
             self._managed(config, network)
         else:
             self._self_managed(config, network)
+
+    def boot_after(self, secret_versions: list) -> None:
+        """The self-managed machine reads its password as it boots: after the secret exists."""
+        if self.server is not None:
+            self.server.add_override("depends_on", [f"{version.terraform_resource_type}.{version.friendly_unique_id}"
+                                                    for version in secret_versions])
 
     def _self_managed(self, config: EnvironmentConfig, network: Networking) -> None:
         server = scaleway("instance_server")
@@ -72,7 +83,8 @@ class Cache(Construct):
             zone=config.zone,
             security_group_id=self.security_group.id,
             enable_dynamic_ip=False,  # no public IP: egress goes through the public gateway
-            user_data={"cloud-init": redis_user_data(password=self.password.result, maxmemory_mb=ram_gib * 1024 * 3 // 4)},
+            user_data={"cloud-init": redis_user_data(password_secret=REDIS_PASSWORD_SECRET, secrets=self._secrets,
+                                                     maxmemory_mb=ram_gib * 1024 * 3 // 4)},
             tags=tags,
         )
         self.nic = private_nic.InstancePrivateNic(
@@ -84,6 +96,8 @@ class Cache(Construct):
             zone=config.zone,
         )
         self.redis_url = f"redis://:{self.password.result}@{self.address.address}:{REDIS_PORT}/0"
+        # Plain redis:// on the private network: no TLS, so no CA for the app to trust.
+        self.redis_ca_cert_b64 = ""
 
     def _managed(self, config: EnvironmentConfig, network: Networking) -> None:
         cluster = scaleway("redis_cluster")
@@ -104,5 +118,8 @@ class Cache(Construct):
             tags=config.tags("cache"),
         )
         endpoint = self.cluster.private_network.get(0)
+        # The cluster's TLS CA (PEM, public), base64 on one line for an environment variable:
+        # the app verifies the rediss:// server against it (REDIS_CA_CERT_B64).
+        self.redis_ca_cert_b64 = Fn.base64encode(self.cluster.certificate)
         self.redis_url = (f"rediss://ciel:{Fn.urlencode(self.password.result)}@{Fn.element(endpoint.ips, 0)}"
                           f":{Fn.tostring(endpoint.port)}/0")

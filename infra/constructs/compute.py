@@ -14,6 +14,7 @@ from cdktn import DataResource
 from constructs import Construct
 
 from infra.cloudinit.app import API_PORT, AppMachine, app_user_data
+from infra.cloudinit.secrets import SecretSource
 from infra.config import EnvironmentConfig
 from infra.constructs.networking import Networking
 from infra.providers import scaleway
@@ -25,19 +26,21 @@ DEBIAN_IMAGE = "debian_bookworm"
 class ImageSource:
     registry_host: str
     image: str
-    pull_password: str
+    pull_secret: str  # name of the secret holding the registry pull key
 
 
 @dataclass(frozen=True)
 class LogShipping:
     push_url: str
-    token: str
+    token_secret: str  # name of the secret holding the push token
 
 
 class Compute(Construct):
     def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig, network: Networking,
-                 image: ImageSource, app_env: dict[str, str], logs: LogShipping | None) -> None:
+                 image: ImageSource, settings: dict[str, str], secret_env: dict[str, str], secrets: SecretSource,
+                 secrets_ready: list, logs: LogShipping | None) -> None:
         super().__init__(scope, id_)
+        self._secrets_ready = secrets_ready  # a machine reads its secrets as it boots
         self._config = config
         self._network = network
         self._modules = {name: scaleway(name) for name in (
@@ -45,9 +48,10 @@ class Compute(Construct):
 
         def machine(role: str, stop_timeout: int) -> AppMachine:
             return AppMachine(role=role, environment=config.name, registry_host=image.registry_host, image=image.image,
-                              registry_password=image.pull_password, app_env=app_env,
-                              stop_timeout_seconds=stop_timeout,
-                              logs_push_url=logs.push_url if logs else None, logs_push_token=logs.token if logs else None)
+                              settings=settings, secret_env=secret_env, secrets=secrets,
+                              registry_password_secret=image.pull_secret, stop_timeout_seconds=stop_timeout,
+                              logs_push_url=logs.push_url if logs else None,
+                              logs_token_secret=logs.token_secret if logs else None)
 
         self.api_machine = machine("api", config.api_stop_timeout_seconds)
         self.worker_machine = machine("worker", config.worker_stop_timeout_seconds)
@@ -100,7 +104,7 @@ class Compute(Construct):
             self, f"{role}_{index}", name=f"ciel-{config.name}-{role}-{index}", type=instance_type,
             image=DEBIAN_IMAGE, zone=config.zone, security_group_id=security_group.id,
             placement_group_id=placement_group.id if placement_group else None,
-            enable_dynamic_ip=False, user_data={"cloud-init": user_data}, tags=tags)
+            enable_dynamic_ip=False, user_data={"cloud-init": user_data}, tags=tags, depends_on=self._secrets_ready)
         # A bare reference: cdktn 0.24 renders lifecycle references as "${...}", which the
         # engines reject inside replace_triggered_by.
         server.add_override("lifecycle.replace_triggered_by", [f"{boot_config.terraform_resource_type}."

@@ -130,6 +130,22 @@ class Edge(Construct):
             proxy_protocol="none",
         )
 
+    def issue_certificate_after(self, record) -> None:
+        """Let's Encrypt validates the API host over HTTP at the LB's IP: the certificate is
+        requested only once the DNS record pointing that host at the LB exists (an explicit
+        depends_on; nothing else orders them, since neither references the other).
+
+        The frontends keep referencing the certificate created in __init__; this only adds
+        the ordering. Without HTTPS (no certificate) there is nothing to order. Every
+        `domain` is a Scaleway Domains zone whose API record we write (infra/constructs/dns.py);
+        a domain whose DNS is managed elsewhere is not supported: its record would have to
+        point at the LB before the first apply, or the certificate request fails."""
+        if self.certificate is not None:
+            # A bare address: cdktn renders `record.fqn` as "${...}", which the engines
+            # reject in depends_on ("A single static variable reference is required").
+            self.certificate.depends_on = [*(self.certificate.depends_on or []),
+                                           f"{record.terraform_resource_type}.{record.friendly_unique_id}"]
+
     @property
     def frontends(self) -> list:
         return [f for f in (self.https_frontend, self.http_frontend) if f is not None]

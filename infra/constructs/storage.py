@@ -1,11 +1,16 @@
 """Storage layer: the private media bucket, its lifecycle and CORS, and the application's
 scoped credentials. With the CDN on, a bucket policy lets anonymous readers (Edge
 Services fetches anonymously) read `public/` only; everything else stays private.
+
+A bucket policy locks out every principal it does not name (the organization owner
+aside), Terraform's own key included: the policy names the deploying principal (the
+stack variable `deployer_principal`, which `ciel` sets) with full control of the bucket,
+the app with object access only, and anonymous readers with GetObject on `public/*`.
 """
 
 from __future__ import annotations
 
-from cdktn import Fn
+from cdktn import Fn, TerraformStack, TerraformVariable, TerraformVariableValidationConfig
 from cdktn_provider_random.id import Id
 from constructs import Construct
 
@@ -15,11 +20,27 @@ from infra.providers import scaleway
 
 PUBLIC_PREFIX = "public/"
 OBJECT_PERMISSION_SETS = ["ObjectStorageObjectsRead", "ObjectStorageObjectsWrite", "ObjectStorageObjectsDelete"]
+# As bucket policies name principals (ciel/credentials.py checks the same, stricter).
+DEPLOYER_PRINCIPAL_FORMAT = "^(user_id|application_id):[0-9a-f-]{36}$"
+
+
+def deployer_principal_variable(stack: TerraformStack) -> TerraformVariable:
+    """The stack variable naming who deploys (TF_VAR_deployer_principal, set by `ciel`)."""
+    return TerraformVariable(
+        stack, "deployer_principal", type="string", nullable=False, sensitive=False,
+        description="Principal of the key that deploys (user_id:<uuid> or application_id:<uuid>), named in bucket "
+                    "policies so Terraform keeps access to what it manages; `ciel` sets it.",
+        validation=[TerraformVariableValidationConfig(
+            condition=f'${{can(regex("{DEPLOYER_PRINCIPAL_FORMAT}", var.deployer_principal))}}',
+            error_message="deployer_principal must be user_id:<uuid> or application_id:<uuid>.")],
+    )
 
 
 class Storage(Construct):
-    def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig, project_id: str) -> None:
+    def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig, project_id: str,
+                 deployer_principal: str) -> None:
         super().__init__(scope, id_)
+        self.deployer_principal = deployer_principal
         bucket = scaleway("object_bucket")
         bucket_acl = scaleway("object_bucket_acl")
         tags = config.tags("storage")
@@ -74,6 +95,14 @@ class Storage(Construct):
             "Version": "2023-04-17",
             "Id": f"ciel-{config.name}-media",
             "Statement": [
+                {
+                    # Terraform manages the bucket (its ACL, CORS, lifecycle, this policy).
+                    "Sid": "DeployerManagesTheBucket",
+                    "Effect": "Allow",
+                    "Principal": {"SCW": self.deployer_principal},
+                    "Action": ["s3:*"],
+                    "Resource": [name, f"{name}/*"],
+                },
                 {
                     # A bucket policy replaces implicit access: the app must be named.
                     "Sid": "AppObjectsReadWrite",

@@ -11,7 +11,8 @@ from cdktn_provider_random.provider import RandomProvider
 from constructs import Construct
 
 from infra.config import EnvironmentConfig
-from infra.contract import CLUSTER_INGRESS_PORT, QUEUE_NAME
+from infra.contract import (CLUSTER_INGRESS_PORT, COCKPIT_PUSH_SECRET, QUEUE_NAME, REDIS_PASSWORD_SECRET,
+                            REGISTRY_PULL_SECRET, SECRET_ENV)
 from infra.constructs.cache import Cache
 from infra.constructs.cdn import Cdn
 from infra.constructs.cluster import Cluster
@@ -23,8 +24,8 @@ from infra.constructs.messaging import Messaging
 from infra.constructs.networking import Networking
 from infra.constructs.observability import Observability
 from infra.constructs.registry import Registry
-from infra.constructs.secrets import Secrets, SecretValue
-from infra.constructs.storage import Storage
+from infra.constructs.secrets import SecretReader, Secrets, SecretValue
+from infra.constructs.storage import Storage, deployer_principal_variable
 from infra.providers import scaleway
 from infra.stacks.backend import configure_backend
 from infra.state import RemoteState
@@ -48,25 +49,34 @@ class CoreStack(TerraformStack):
             self, "project_id", type="string", nullable=False,
             description="Scaleway project of this environment; `ciel` sets it from SCW_DEFAULT_PROJECT_ID.",
         ).string_value
+        deployer_principal = deployer_principal_variable(self).string_value
 
         self.networking = Networking(self, "networking", config=config)
         self.edge = Edge(self, "edge", config=config, network=self.networking) if config.enable_load_balancer else None
         self.registry = Registry(self, "registry", config=config, project_id=project_id)
         self.database = Database(self, "database", config=config, network=self.networking)
-        self.cache = Cache(self, "cache", config=config, network=self.networking)
-        self.storage = Storage(self, "storage", config=config, project_id=project_id)
+        # The one credential machines carry: they read everything else from Secret Manager.
+        self.secret_reader = SecretReader(self, "secret_reader", config=config, project_id=project_id)
+        self.cache = Cache(self, "cache", config=config, network=self.networking, secrets=self.secret_reader.source)
+        self.storage = Storage(self, "storage", config=config, project_id=project_id,
+                               deployer_principal=deployer_principal)
         self.cdn = Cdn(self, "cdn", config=config, storage=self.storage) if config.enable_cdn else None
         self.messaging = Messaging(self, "messaging", config=config)
+        self.observability = Observability(self, "observability", config=config)
         self.secrets = Secrets(self, "secrets", config=config, extra=[
             SecretValue("database-url", self.database.database_url, "DATABASE_URL of the app user"),
             SecretValue("migrator-database-url", self.database.migrator_url, "Database URL for schema migrations"),
             SecretValue("redis-url", self.cache.redis_url, "REDIS_URL"),
+            *([SecretValue(REDIS_PASSWORD_SECRET, self.cache.password.result, "Password of the self-managed Redis")]
+              if not self.cache.managed else []),
             SecretValue("s3-access-key", self.storage.app.api_key.access_key, "AWS_ACCESS_KEY_ID for the media bucket"),
             SecretValue("s3-secret-key", self.storage.app.api_key.secret_key, "AWS_SECRET_ACCESS_KEY for the media bucket"),
             SecretValue("sqs-access-key", self.messaging.app_credentials.access_key, "Queue access key (publish/receive)"),
             SecretValue("sqs-secret-key", self.messaging.app_credentials.secret_key, "Queue secret key (publish/receive)"),
+            SecretValue(REGISTRY_PULL_SECRET, self.registry.puller.api_key.secret_key, "Registry pull key (read-only)"),
+            SecretValue(COCKPIT_PUSH_SECRET, self.observability.push_token.secret_key, "Cockpit push token (write-only)"),
         ])
-        self.observability = Observability(self, "observability", config=config)
+        self.cache.boot_after(self.secrets.versions)
         # After a finished cutover the instances are retired: the whole compute layer (servers,
         # their NICs, addresses and boot configs, security groups, placement group) is gone
         # from the stack, so the retire step's apply deletes exactly it.
@@ -74,9 +84,10 @@ class CoreStack(TerraformStack):
             self, "compute", config=config, network=self.networking, image=ImageSource(
                 registry_host=f"rg.{config.region}.scw.cloud",
                 image=f"{self.registry.namespace.endpoint}/{config.image_name}:{config.image_tag}",
-                pull_password=self.registry.puller.api_key.secret_key,
-            ), app_env=self._app_env(config), logs=LogShipping(
-                push_url=self.observability.logs.push_url, token=self.observability.push_token.secret_key,
+                pull_secret=REGISTRY_PULL_SECRET,
+            ), settings=self._app_settings(config), secret_env=dict(SECRET_ENV), secrets=self.secret_reader.source,
+            secrets_ready=self.secrets.versions, logs=LogShipping(
+                push_url=self.observability.logs.push_url, token_secret=COCKPIT_PUSH_SECRET,
             ) if config.ship_logs_to_cockpit else None)
         if self.edge:
             # The LB sends traffic to the API instances' reserved addresses (none once retired:
@@ -95,14 +106,14 @@ class CoreStack(TerraformStack):
             self.dns = Dns(self, "dns", config=config,
                            lb_ip_address=self.edge.ip.ip_address if self.edge else None,
                            cdn_target=self.cdn.dns.default_fqdn if self.cdn else None)
+            if self.edge:  # Let's Encrypt needs the API host to resolve to the LB first
+                self.edge.issue_certificate_after(self.dns.records["api"])
         self._outputs(config)
 
-    def _app_env(self, config: EnvironmentConfig) -> dict[str, str]:
-        """The image's configuration contract (infra/contract.py), as values or references."""
-        secrets = self.secrets.values
+    def _app_settings(self, config: EnvironmentConfig) -> dict[str, str]:
+        """The plain half of the image's configuration contract (infra/contract.py); the
+        secret half (SECRET_ENV) is read from Secret Manager on the machine."""
         return {
-            "DATABASE_URL": self.database.database_url,
-            "REDIS_URL": self.cache.redis_url,
             "S3_ENDPOINT": self.storage.endpoint,
             "S3_REGION": config.region,
             "S3_BUCKET": self.storage.bucket.name,
@@ -110,13 +121,7 @@ class CoreStack(TerraformStack):
             "QUEUE_ENDPOINT": self.messaging.endpoint,
             "QUEUE_REGION": config.region,
             "QUEUE_NAME": QUEUE_NAME,
-            "AWS_ACCESS_KEY_ID": self.storage.app.api_key.access_key,
-            "AWS_SECRET_ACCESS_KEY": self.storage.app.api_key.secret_key,
-            # Queues take their own credentials (not an IAM key): see infra/contract.py.
-            "QUEUE_ACCESS_KEY_ID": self.messaging.app_credentials.access_key,
-            "QUEUE_SECRET_ACCESS_KEY": self.messaging.app_credentials.secret_key,
-            "PASETO_ACCESS_KEY": secrets["paseto-access-key"],
-            "PASETO_REFRESH_KEY": secrets["paseto-refresh-key"],
+            "REDIS_CA_CERT_B64": self.cache.redis_ca_cert_b64,
         }
 
     def _outputs(self, config: EnvironmentConfig) -> None:
@@ -141,6 +146,7 @@ class CoreStack(TerraformStack):
         output("database_url", self.database.database_url, "DATABASE_URL (app user, private network).", sensitive=True)
         output("migrator_database_url", self.database.migrator_url, "Database URL for migrations.", sensitive=True)
         output("redis_url", self.cache.redis_url, "REDIS_URL (private network).", sensitive=True)
+        output("redis_ca_cert_b64", self.cache.redis_ca_cert_b64, "REDIS_CA_CERT_B64 (empty for the self-managed Redis).")
         output("media_access_key", self.storage.app.api_key.access_key, "AWS_ACCESS_KEY_ID of the media app.", sensitive=True)
         output("media_secret_key", self.storage.app.api_key.secret_key, "AWS_SECRET_ACCESS_KEY of the media app.", sensitive=True)
         output("queue_access_key", self.messaging.app_credentials.access_key, "Queue access key of the app.", sensitive=True)

@@ -58,6 +58,7 @@ INPUTS = (
     Input("s3_public_endpoint", False, "https://s3.fr-par.scw.cloud"),
     Input("queue_endpoint", False, "https://sqs.mnq.fr-par.scaleway.com"),
     Input("queue_url", False, "https://sqs.mnq.fr-par.scaleway.com/project-offline/ciel-media-jobs"),
+    Input("redis_ca_cert_b64", False, ""),  # empty: the self-managed Redis (no TLS)
     Input("registry_pull_secret_key", True, "00000000-0000-4000-8000-00000000000c"),
     Input("database_url", True, "postgresql://offline"),
     Input("redis_url", True, "redis://offline"),
@@ -103,6 +104,7 @@ class WorkloadsStack(TerraformStack):
             s3_public_endpoint=var["s3_public_endpoint"],
             queue_endpoint=var["queue_endpoint"],
             queue_url=var["queue_url"],
+            redis_ca_cert_b64=var["redis_ca_cert_b64"],
             secrets={key: var[source] for key, source in SECRET_SOURCES.items()},
             docker_config_json=docker_config,
         )

@@ -4,10 +4,15 @@ What runs, and where, comes from the lab's own objects, as a real machine would 
 - the address: the IPv4 IPAM address held by the server's private NIC (instance.NIC's
   `ip_ids` → ipam.COLLECTION), mapped to loopback by lab.addresses.loopback_for;
 - the role, image tag, port and stop timeout: the server's user data, key "cloud-init",
-  as infra/cloudinit/app.py renders it (APP_MODE and HTTP_ADDR in the env file it writes,
+  as infra/cloudinit/app.py renders it (APP_MODE and HTTP_ADDR in /etc/ciel/secrets.json,
   the image and `--stop-timeout` in the `docker run` of the systemd unit). A server
   whose user data is not a Ciel app's (the Redis machine, a test's bare server) runs
   nothing; the refusal is logged.
+- its secrets, as the machine's unit gets them before every start: the files the user
+  data writes (the reader key, secrets.json, the `ciel-secrets` fetcher itself) are laid
+  out under machines/<server id>/, and that very fetcher runs against the lab's Secret
+  Manager with --root there. If it fails, the app does not start (as ExecStartPre's
+  failure stops the unit); the revisions it fetched are the stand-in's /health "secrets".
 
 The Instance family calls `server_started` when a server settles into running (and when
 a NIC is added to a running server: the provider creates NICs after powering on),
@@ -24,6 +29,8 @@ a test makes an API backend's /health fail by creating its fault file (`fault_fi
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
 import subprocess
 import sys
@@ -37,6 +44,11 @@ import yaml
 
 from lab.addresses import NotLoopbackable, loopback_for
 from lab.processes import Supervisor
+
+SECRETS_CONFIG = "/etc/ciel/secrets.json"  # infra/cloudinit/secrets.py
+FETCH_SECRETS = "/usr/local/sbin/ciel-secrets"
+SECRET_REVISIONS = "/run/ciel/secret-revisions.json"
+FETCH_TIMEOUT = 120.0  # its own retries end well before
 
 REPOSITORY = Path(__file__).resolve().parents[2]  # where `python -m lab...` finds the lab
 DEFAULT_STOP_TIMEOUT = 30.0
@@ -56,6 +68,7 @@ class AppSpec:
     tag: str  # 1.4.2
     port: int  # api: the HTTP port (HTTP_ADDR); worker: unused
     stop_timeout: float  # seconds `docker stop` would wait
+    boot_files: tuple[tuple[str, str, str], ...] = ()  # (path, permissions, content) the user data writes
 
 
 @dataclass(frozen=True)
@@ -89,14 +102,16 @@ def parse_cloud_init(text: str | None) -> AppSpec:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise NotAnApp(f"cloud-init is not YAML ({error.__class__.__name__})") from None
-    files = document.get("write_files") if isinstance(document, dict) else None
-    contents = [str(entry.get("content") or "") for entry in files or [] if isinstance(entry, dict)]
+    files = [entry for entry in (document.get("write_files") if isinstance(document, dict) else None) or []
+             if isinstance(entry, dict)]
+    contents = [str(entry.get("content") or "") for entry in files]
+    secrets_config = next((entry for entry in files if entry.get("path") == SECRETS_CONFIG), None)
     settings: dict[str, str] = {}
-    for content in contents:
-        lines = content.splitlines()
-        if any(line.startswith("APP_MODE=") for line in lines):
-            settings = dict(line.split("=", 1) for line in lines if "=" in line)
-            break
+    if secrets_config is not None:
+        try:
+            settings = dict(json.loads(secrets_config.get("content") or "{}").get("settings") or {})
+        except (ValueError, AttributeError):
+            raise NotAnApp(f"{SECRETS_CONFIG} is not a JSON object with settings") from None
     mode = settings.get("APP_MODE")
     if mode not in ("api", "worker"):
         raise NotAnApp("cloud-init sets no APP_MODE=api|worker" if mode is None else f"unknown APP_MODE={mode}")
@@ -112,7 +127,10 @@ def parse_cloud_init(text: str | None) -> AppSpec:
     port = 8080
     if settings.get("HTTP_ADDR"):
         port = int(settings["HTTP_ADDR"].rsplit(":", 1)[1])
-    return AppSpec(mode=mode, image=image, tag=_image_tag(image), port=port, stop_timeout=stop_timeout)
+    boot_files = tuple((str(entry["path"]), str(entry.get("permissions") or "0644"), str(entry.get("content") or ""))
+                       for entry in files if entry.get("path") and not str(entry["path"]).startswith("/etc/systemd/"))
+    return AppSpec(mode=mode, image=image, tag=_image_tag(image), port=port, stop_timeout=stop_timeout,
+                   boot_files=boot_files)
 
 
 def private_ipv4(lab, server: dict) -> tuple[str, str] | None:
@@ -134,9 +152,11 @@ def _say_to_stderr(message: str) -> None:
 
 
 class AppPlane:
-    def __init__(self, supervisor: Supervisor, directory: Path, *, log: Callable[[str], None] | None = None) -> None:
+    def __init__(self, supervisor: Supervisor, directory: Path, *, api_url: str | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
         self.supervisor = supervisor
         self.directory = Path(directory)
+        self.api_url = api_url  # the lab's API, where a machine's ciel-secrets asks
         self.log = log or _say_to_stderr
         self.apps: dict[str, App] = {}  # server id → the stand-in running (or draining) for it
         self._lanes: dict[str, threading.Thread] = {}  # server id → its last background operation
@@ -150,6 +170,10 @@ class AppPlane:
 
     def queue_dir(self, private_network_id: str) -> Path:
         return self.directory / "queues" / private_network_id
+
+    def machine_root(self, server_id: str) -> Path:
+        """The machine's file system, as far as its boot writes it (its secrets included)."""
+        return self.directory / "machines" / server_id
 
     @staticmethod
     def process_name(server_id: str) -> str:
@@ -175,6 +199,8 @@ class AppPlane:
         if spec.mode == "api":
             argv += ["--bind", bind, "--port", str(spec.port), "--fault-file", str(self.fault_file(server["id"])),
                      "--drain-seconds", f"{spec.stop_timeout:g}"]
+            if self._fetches_secrets(spec):
+                argv += ["--secret-revisions", str(self.machine_root(server["id"])) + SECRET_REVISIONS]
         else:
             argv += ["--queue-dir", str(self.queue_dir(network_id))]
         return App(server_id=server["id"], name=server["name"], spec=spec, private_address=address, bind=bind,
@@ -200,7 +226,9 @@ class AppPlane:
             if current is not None:
                 self._in_lane(app.server_id, lambda: self._stop(current, graceful=True))
             self.apps[app.server_id] = app
-            self._in_lane(app.server_id, lambda: self._start(app), now_if_idle=True)
+            # Fetching secrets calls the lab's own API: never in the caller's thread, which
+            # may hold the lab's lock.
+            self._in_lane(app.server_id, lambda: self._start(app), now_if_idle=not self._fetches_secrets(app.spec))
         return app
 
     def server_stopping(self, lab, server: dict, graceful: bool = True) -> None:
@@ -264,7 +292,36 @@ class AppPlane:
         self._lanes[server_id] = lane
         lane.start()
 
+    @staticmethod
+    def _fetches_secrets(spec: AppSpec) -> bool:
+        return any(path == SECRETS_CONFIG for path, _, _ in spec.boot_files)
+
+    def _fetch_secrets(self, app: App) -> bool:
+        """What ExecStartPre does: lay out the boot files, run the machine's own fetcher."""
+        if not self.api_url:  # the user data's own URL is Scaleway's: never asked from the lab
+            self.log(f"server {app.name} ({app.server_id}): no lab API to fetch secrets from; the app does not start")
+            return False
+        root = self.machine_root(app.server_id)
+        for path, permissions, content in app.spec.boot_files:
+            target = Path(str(root) + path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
+            os.chmod(target, int(permissions, 8))
+        argv = [sys.executable, str(root) + FETCH_SECRETS, "--root", str(root), "--api-url", self.api_url]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=FETCH_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.log(f"server {app.name} ({app.server_id}): ciel-secrets timed out; the app does not start")
+            return False
+        for line in (done.stdout + done.stderr).splitlines():
+            self.log(f"server {app.name} ({app.server_id}): {line}")
+        if done.returncode != 0:
+            self.log(f"server {app.name} ({app.server_id}): ciel-secrets failed; the app does not start")
+        return done.returncode == 0
+
     def _start(self, app: App) -> None:
+        if self._fetches_secrets(app.spec) and not self._fetch_secrets(app):
+            return
         self.supervisor.start(self.process_name(app.server_id), list(app.argv), cwd=REPOSITORY,
                               env={"PYTHONPATH": str(REPOSITORY), "PYTHONUNBUFFERED": "1"})
         where = f"on {app.bind}:{app.spec.port} (for {app.private_address})" if app.spec.mode == "api" else \

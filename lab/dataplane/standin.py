@@ -3,7 +3,9 @@
 It honours the parts of the app's contract the deployment depends on, and nothing more:
 
 APP_MODE=api (`--mode api`) listens on --bind:--port (HTTP/1.1, keep-alive):
-    GET /health   200 {"status": "ok", "backend": NAME, "version": TAG}; 503 while the
+    GET /health   200 {"status": "ok", "backend": NAME, "version": TAG, "secrets": {secret:
+                  revision}} (the revisions the machine's ciel-secrets fetched before this
+                  process started, from --secret-revisions); 503 while the
                   fault file exists (a test's way to make one backend sick) and once draining.
     GET <other>   200 after --service-ms of work (3 ms by default), body
                   "backend=NAME version=TAG path=<path>"; `?delay_ms=N` (at most 60 s) makes
@@ -51,9 +53,10 @@ class AppServer(ThreadingHTTPServer):
     request_queue_size = 128  # load tests open many connections at once
 
     def __init__(self, address: tuple[str, int], *, name: str, version: str, fault_file: Path | None,
-                 service_seconds: float) -> None:
+                 service_seconds: float, secret_revisions: dict | None = None) -> None:
         super().__init__(address, AppHandler)
         self.name, self.version = name, version
+        self.secret_revisions = secret_revisions or {}
         self.fault_file = fault_file
         self.service_seconds = service_seconds
         self.draining = threading.Event()
@@ -62,11 +65,12 @@ class AppServer(ThreadingHTTPServer):
         self.connections_changed = threading.Condition()
 
     def health(self) -> tuple[int, dict]:
+        about = {"backend": self.name, "version": self.version, "secrets": self.secret_revisions}
         if self.draining.is_set():
-            return 503, {"status": "draining", "backend": self.name, "version": self.version}
+            return 503, {"status": "draining", **about}
         if self.fault_file is not None and self.fault_file.exists():
-            return 503, {"status": "fault", "backend": self.name, "version": self.version}
-        return 200, {"status": "ok", "backend": self.name, "version": self.version}
+            return 503, {"status": "fault", **about}
+        return 200, {"status": "ok", **about}
 
     def track(self, connection: socket.socket, open_: bool) -> None:
         with self.connections_changed:
@@ -158,7 +162,9 @@ class AppHandler(BaseHTTPRequestHandler):
 def run_api(args: argparse.Namespace, stop: threading.Event) -> int:
     server = AppServer((args.bind, args.port), name=args.name, version=args.version,
                        fault_file=Path(args.fault_file) if args.fault_file else None,
-                       service_seconds=args.service_ms / 1000)
+                       service_seconds=args.service_ms / 1000,
+                       secret_revisions=json.loads(Path(args.secret_revisions).read_text()) if args.secret_revisions
+                       else None)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="accept", daemon=True).start()
     _say(f"api {args.name} {args.version} listening on {args.bind}:{args.port}")
     while not stop.wait(0.5):
@@ -226,6 +232,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fault-file", help="api: /health fails while this file exists")
     parser.add_argument("--service-ms", type=float, default=3.0, help="api: work per request")
     parser.add_argument("--drain-seconds", type=float, default=30.0, help="api: bound on finishing requests")
+    parser.add_argument("--secret-revisions", help="api: JSON {secret: revision} the machine fetched, for /health")
     parser.add_argument("--queue-dir", help="worker: the job queue's folder")
     parser.add_argument("--job-ms", type=float, default=50.0, help="worker: how long a job takes")
     parser.add_argument("--poll-ms", type=float, default=50.0, help="worker: wait between looks at an empty queue")

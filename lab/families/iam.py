@@ -3,7 +3,13 @@
 IAM is global: its paths carry no region or zone, so its routes are written here rather
 than declared as `Kind`s. As on Scaleway:
 - an API key is addressed by its access key; its secret key is answered once, by the
-  create call, and never again (not even kept by the lab: a GET answers `null`);
+  create call, and never again (the lab keeps only its SHA-256: a GET answers `null`);
+- an application's key acts with its policies' permission sets on the project concerned
+  (`authenticate`, checked against the permissions routes declare); deleting the key or
+  its application revokes it: it is then refused (401), its digest kept as revoked. A
+  token the lab did not issue (the deployer's own key) acts as the organization owner;
+- the deployer's own key (lab/runner.py's LAB_ACCESS_KEY) is a user's: a GET of it answers
+  as Scaleway does for a user's key, with the lab owner's user ID (OWNER_USER_ID);
 - a policy's rules are their own endpoint (`/rules?policy_id=`, `PUT /rules`); the
   policy's rule counters read 0 in the create response and are counted on later reads;
 - permission set names are checked against a catalogue, with each set's scope type;
@@ -12,13 +18,15 @@ than declared as `Kind`s. As on Scaleway:
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import string
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from lab.api import Lab, Request, invalid, new_id, not_found, now, route
+from lab.api import Grants, Lab, Request, invalid, new_id, not_found, now, route, unauthenticated
+from lab.runner import LAB_ACCESS_KEY, LAB_PROJECT_ID
 
 API = "/iam/v1alpha1"
 
@@ -34,13 +42,22 @@ _PROJECT_SETS = (
     "InstancesFullAccess", "InstancesReadOnly", "PrivateNetworksFullAccess", "PrivateNetworksReadOnly",
     "VPCFullAccess", "VPCReadOnly", "LoadBalancersFullAccess", "LoadBalancersReadOnly",
     "RelationalDatabasesFullAccess", "RelationalDatabasesReadOnly", "RedisFullAccess", "RedisReadOnly",
-    "SecretManagerFullAccess", "SecretManagerReadOnly", "SecretManagerSecretAccess",
+    "SecretManagerFullAccess", "SecretManagerReadOnly", "SecretManagerSecretAccess", "SecretManagerSecretCreate",
+    "SecretManagerSecretWrite", "SecretManagerSecretDelete",
     "KubernetesFullAccess", "KubernetesReadOnly", "DomainsDNSFullAccess", "DomainsDNSReadOnly",
 )
 PERMISSION_SETS = {**{name: "organization" for name in _ORGANIZATION_SETS},
                    **{name: "projects" for name in _PROJECT_SETS}}
 
 PRINCIPALS = ("user_id", "group_id", "application_id", "no_principal")
+
+# The user the deployer's own key belongs to (the organization owner), and that key as
+# IAM answers it (the shape of a user's key in the provider's recordings).
+OWNER_USER_ID = "1ab1ab1a-0000-4000-8000-0000000000aa"
+OWNER_KEY = {"access_key": LAB_ACCESS_KEY, "secret_key": None, "description": "lab owner",
+             "created_at": "2026-01-01T00:00:00.000000Z", "updated_at": "2026-01-01T00:00:00.000000Z",
+             "expires_at": None, "default_project_id": LAB_PROJECT_ID, "editable": True, "deletable": True,
+             "managed": False, "creation_ip": "127.0.0.1", "user_id": OWNER_USER_ID}
 ACCESS_KEY_ALPHABET = string.ascii_uppercase + string.digits
 
 Filter = Callable[[dict, list[str]], bool]
@@ -124,6 +141,7 @@ def _delete_application(lab: Lab, req: Request) -> tuple[int, None]:
     application = _found(lab, "iam_application", "application", req.params["id"])
     keys = lab.objects("iam_api_key")
     for access_key in [key["access_key"] for key in keys.values() if key.get("application_id") == application["id"]]:
+        _revoke(lab, access_key)
         del keys[access_key]
     del lab.objects("iam_application")[application["id"]]
     lab.store.save()
@@ -166,9 +184,11 @@ def _create_api_key(lab: Lab, req: Request) -> tuple[int, dict]:
            "default_project_id": body.get("default_project_id") or application["organization_id"],
            "editable": True, "deletable": True, "managed": False, "creation_ip": "127.0.0.1",
            "application_id": application["id"]}
+    secret_key = new_id()
     lab.objects("iam_api_key")[key["access_key"]] = key
+    lab.objects(DIGESTS)[_digest(secret_key)] = {"access_key": key["access_key"], "revoked_at": None}
     lab.store.save()
-    return 200, {**key, "secret_key": new_id()}
+    return 200, {**key, "secret_key": secret_key}
 
 
 def _key_view(key: dict) -> dict:
@@ -176,6 +196,8 @@ def _key_view(key: dict) -> dict:
 
 
 def _get_api_key(lab: Lab, req: Request) -> tuple[int, dict]:
+    if req.params["access_key"] == LAB_ACCESS_KEY:
+        return 200, dict(OWNER_KEY)
     return 200, _key_view(_found(lab, "iam_api_key", "access_key", req.params["access_key"]))
 
 
@@ -188,6 +210,7 @@ def _update_api_key(lab: Lab, req: Request) -> tuple[int, dict]:
 
 def _delete_api_key(lab: Lab, req: Request) -> tuple[int, None]:
     key = _found(lab, "iam_api_key", "access_key", req.params["access_key"])
+    _revoke(lab, key["access_key"])
     del lab.objects("iam_api_key")[key["access_key"]]
     lab.store.save()
     return 204, None
@@ -201,6 +224,50 @@ def _list_api_keys(lab: Lab, req: Request) -> tuple[int, dict]:
         "application_id": _equals("application_id"), "bearer_id": _equals("application_id"),
         "access_keys": _equals("access_key"), "access_key": _equals("access_key"),
         "description": _equals("description")})
+
+
+# --- authentication ----------------------------------------------------------------------
+
+DIGESTS = "iam_secret_key_digests"  # SHA-256 of each secret key issued → its access key
+
+
+def _digest(secret_key: str) -> str:
+    return hashlib.sha256(secret_key.encode()).hexdigest()
+
+
+def _revoke(lab: Lab, access_key: str) -> None:
+    for entry in lab.objects(DIGESTS).values():
+        if entry["access_key"] == access_key and entry["revoked_at"] is None:
+            entry["revoked_at"] = now()
+
+
+def _expired(key: dict) -> bool:
+    expires_at = key.get("expires_at")
+    return bool(expires_at) and datetime.fromisoformat(expires_at.replace("Z", "+00:00")) <= datetime.now(timezone.utc)
+
+
+def authenticate(lab: Lab, token: str | None) -> Grants | None:
+    """None for a token this IAM did not issue (the organization owner's); else what the
+    key's application holds: the permission sets of its policies' rules on a project
+    (rules naming the project, or its organization as a whole)."""
+    entry = lab.objects(DIGESTS).get(_digest(token)) if token else None
+    if entry is None:
+        return None
+    key = lab.objects("iam_api_key").get(entry["access_key"])
+    if entry["revoked_at"] is not None or key is None:
+        raise unauthenticated("not_found")
+    if _expired(key):
+        raise unauthenticated("expired")
+    application_id = key["application_id"]
+
+    def grants(project_id: str | None) -> set[str]:
+        application = lab.objects("iam_application").get(application_id) or {}
+        return {name for policy in lab.objects("iam_policy").values() if policy.get("application_id") == application_id
+                for rule in _rules(lab, policy["id"])
+                if project_id in (rule.get("project_ids") or [])
+                or (rule.get("organization_id") and rule["organization_id"] == application.get("organization_id"))
+                for name in rule["permission_set_names"]}
+    return grants
 
 
 # --- policies and rules ------------------------------------------------------------------
@@ -325,6 +392,7 @@ def _list_permission_sets(lab: Lab, req: Request) -> tuple[int, dict]:
 
 
 def register(lab: Lab) -> None:
+    lab.authenticate = authenticate
     lab.add(route("POST", f"{API}/applications", _create_application),
             route("GET", f"{API}/applications", _list_applications),
             route("GET", f"{API}/applications/{{id}}", _get_application),
