@@ -98,3 +98,24 @@ def outputs(directory: Path, lab_env: dict[str, str]) -> dict:
     shown = engine(directory, lab_env, "output", "-json")
     assert shown.returncode == 0, shown.stderr
     return {name: item["value"] for name, item in json.loads(shown.stdout).items()}
+
+
+@contextmanager
+def local_object_storage(monkeypatch, work_dir: Path):
+    """A moto S3 server standing in for Object Storage, with CIEL_S3_ENDPOINT pointing at it.
+    Each server has its own endpoint, hence its own backend configuration: CIEL_WORK_DIR
+    goes to a fresh folder too. Yields the endpoint."""
+    import requests
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    try:
+        requests.post(f"{endpoint}/moto-api/reset", timeout=10)  # moto keeps buckets process-wide
+        monkeypatch.setenv("CIEL_WORK_DIR", str(work_dir))
+        monkeypatch.setenv("CIEL_S3_ENDPOINT", endpoint)
+        yield endpoint
+    finally:
+        server.stop()

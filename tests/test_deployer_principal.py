@@ -12,8 +12,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
-import requests
-from moto.server import ThreadedMotoServer
 from scaleway import Client
 from scaleway.iam.v1alpha1 import IamV1Alpha1API
 
@@ -26,7 +24,7 @@ from lab.families.iam import OWNER_USER_ID
 from lab.runner import LAB_ACCESS_KEY, LAB_PROJECT_ID, LAB_SECRET_KEY
 from lab.server import serve_api
 from lab.store import Store
-from tests.lab_support import free_port
+from tests.lab_support import free_port, local_object_storage
 
 OWNER = f"user_id:{OWNER_USER_ID}"
 BUCKET = f"ciel-tfstate-{LAB_PROJECT_ID}"
@@ -53,13 +51,11 @@ def lab_api(monkeypatch):
 def state_storage(lab_api, monkeypatch, tmp_path):
     """The lab's S3 (moto) for `state bootstrap`; yields a client of it and the number of
     PutBucketPolicy calls bootstrap makes."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    requests.post(f"{endpoint}/moto-api/reset", timeout=10)  # moto keeps buckets process-wide
-    monkeypatch.setenv("CIEL_WORK_DIR", str(tmp_path / "work"))
-    monkeypatch.setenv("CIEL_S3_ENDPOINT", endpoint)
+    with local_object_storage(monkeypatch, tmp_path / "work") as endpoint:
+        yield from _counting_puts(endpoint, monkeypatch)
+
+
+def _counting_puts(endpoint: str, monkeypatch):
     puts: list[str] = []
     real = state_bucket.s3_client
 
@@ -72,7 +68,6 @@ def state_storage(lab_api, monkeypatch, tmp_path):
     client = boto3.client("s3", endpoint_url=endpoint, region_name="fr-par", aws_access_key_id=LAB_ACCESS_KEY,
                           aws_secret_access_key=LAB_SECRET_KEY)
     yield client, puts
-    server.stop()
 
 
 def policy_of(client) -> dict:

@@ -8,8 +8,6 @@ import json
 
 import boto3
 import pytest
-import requests
-from moto.server import ThreadedMotoServer
 
 from ciel import deploy
 from foundation import paths
@@ -21,7 +19,7 @@ from lab.api import Lab
 from lab.families import register_all
 from lab.server import serve_api
 from lab.store import Store
-from tests.lab_support import free_port
+from tests.lab_support import free_port, local_object_storage
 
 pytestmark = pytest.mark.engine
 
@@ -35,14 +33,11 @@ DEPLOYER = "user_id:0b8cc93b-dfd2-4427-b674-8d27affb0334"
 
 @pytest.fixture
 def object_storage(monkeypatch, tmp_path):
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    requests.post(f"{endpoint}/moto-api/reset", timeout=10)  # moto keeps buckets process-wide
-    # Each server has its own endpoint, hence its own backend configuration: a fresh folder.
-    monkeypatch.setenv("CIEL_WORK_DIR", str(tmp_path / "work"))
-    monkeypatch.setenv("CIEL_S3_ENDPOINT", endpoint)
+    with local_object_storage(monkeypatch, tmp_path / "work") as endpoint:
+        yield from _live_against(endpoint, monkeypatch)
+
+
+def _live_against(endpoint: str, monkeypatch):
     for key, value in KEYS.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("CIEL_DEPLOYER_PRINCIPAL", DEPLOYER)
@@ -54,7 +49,6 @@ def object_storage(monkeypatch, tmp_path):
     client = boto3.client("s3", endpoint_url=endpoint, region_name="fr-par", aws_access_key_id="x",
                           aws_secret_access_key="x")
     yield client
-    server.stop()
     api.shutdown()
 
 

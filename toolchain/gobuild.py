@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from foundation import paths
 from foundation.errors import ToolchainError
 from foundation.process import run, say
 from toolchain.pins import GoSource
@@ -31,6 +32,12 @@ def go_binary() -> str:
             "install Go >= 1.26 (the Scaleway provider v2.81 requires it)"
         )
     return go
+
+
+def cached_binary(name: str, source: GoSource) -> Path:
+    """Where a tool built from `source` lives in the per-machine cache: its name carries the
+    pinned version, so a new pin is a new file (it may not be built yet)."""
+    return paths.cache_dir() / "bin" / f"{name}-{source.version}"
 
 
 def build(source: GoSource, output: Path) -> Path:

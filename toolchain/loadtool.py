@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from foundation import paths
 from toolchain import gobuild
 from toolchain.pins import VEGETA
 
@@ -18,8 +17,7 @@ BUILD_HINT = (
 
 
 def vegeta_path() -> Path:
-    """Where the pinned vegeta lives in the cache (it may not be built yet)."""
-    return paths.cache_dir() / "bin" / f"vegeta-{VEGETA.version}"
+    return gobuild.cached_binary("vegeta", VEGETA)
 
 
 def ensure_vegeta() -> Path:

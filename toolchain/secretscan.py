@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from foundation import paths
 from toolchain import gobuild
 from toolchain.pins import GITLEAKS
 
@@ -20,8 +19,7 @@ BUILD_HINT = (
 
 
 def gitleaks_path() -> Path:
-    """Where the pinned gitleaks lives in the cache (it may not be built yet)."""
-    return paths.cache_dir() / "bin" / f"gitleaks-{GITLEAKS.version}"
+    return gobuild.cached_binary("gitleaks", GITLEAKS)
 
 
 def ensure_gitleaks() -> Path:
