@@ -25,6 +25,7 @@ PY
 run dev-200 --env dev --rps 200
 run prod-200 --env prod --rps 200
 run prod-rollout-200 --env prod --rps 200 --scenario rollout
+run dev-rotate-secret-200 --env dev --rps 200 --scenario rotate-secret
 run dev-fault-cluster-health --env dev --rps 200 --fault cluster-health
 run dev-fault-lb-api-errors-kill --env dev --rps 200 --fault lb-api-errors --fault kill-after-switch
 for rps in ${RAMP:-400 700 1000}; do

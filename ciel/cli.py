@@ -257,7 +257,7 @@ def migrate_rollback(
 @state_app.command("bootstrap")
 def state_bootstrap(
     env: str = EnvOption,
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the S3 calls it would make; call nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the S3 calls it would make and call none (with credentials, IAM is asked whose key it is)."),
 ) -> None:
     """Create the private, versioned state bucket of ENV's project (idempotent; deletes nothing).
 
