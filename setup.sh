@@ -3,9 +3,9 @@
 # (engine, provider mirror, Node + cdktn, Scaleway bindings), all cached per machine.
 # A second run takes seconds. Arguments are passed to `ciel setup` (e.g. --engine tofu),
 # except --test-tools: the Debian packages the test suite runs for real (cloud-init's
-# schema validator, haproxy for the lab's load balancers), installed with apt-get when
-# missing, and the lab's tools and the secret scanner, built from the Go module proxy
-# (`ciel setup --lab-tools`).
+# schema validator, haproxy for the lab's load balancers, shellcheck for the workflows),
+# installed with apt-get when missing, and the lab's tools, the secret scanner and the
+# workflow linter, built from the Go module proxy (`ciel setup --lab-tools`).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -30,7 +30,8 @@ install_package() {  # package command [another place the command may be]
 if [ "$test_tools" = 1 ]; then
   install_package cloud-init cloud-init  # its schema validator checks our user data
   install_package haproxy haproxy /usr/sbin/haproxy  # the lab's load balancers (Debian: /usr/sbin)
-  args+=("--lab-tools")  # kube-apiserver, etcd, vegeta and gitleaks, built from the Go module proxy
+  install_package shellcheck shellcheck  # actionlint checks the workflows' run scripts with it
+  args+=("--lab-tools")  # kube-apiserver, etcd, vegeta, gitleaks and actionlint, built from the Go module proxy
 fi
 
 PYTHON="${PYTHON:-python3}"

@@ -64,6 +64,24 @@ ProviderSourceOption = typer.Option(
 )
 
 
+NoVerifyOption = typer.Option(False, "--no-verify", help="Skip `ciel verify` after a live apply.")
+
+
+def _verify_after_deploy(env: str, engine: Optional[str], skip: bool) -> None:
+    """`ciel verify` after every live apply: the deploy is done when the environment works."""
+    if skip:
+        out.print(f"Not verified (--no-verify): `ciel verify --env {env}` checks it.")
+        return
+    from ciel.verify import verify as run_verify
+
+    verification = run_verify(env, engine_choice=engine)
+    _print_verification(verification, as_json=False)
+    if not verification.ok:
+        failed = [result.name for result in verification.results if result.status == "fail"]
+        raise CielError(f"applied, but the verification failed ({', '.join(failed)}): see the table above; "
+                        f"`ciel verify --env {env}` runs it again")
+
+
 def _print_plan(outcome) -> None:
     table = Table(title=f"Plan for {outcome.env} ({outcome.stack})", show_lines=False)
     table.add_column("action")
@@ -90,6 +108,7 @@ def deploy_phase1(
                                               "deletes this instance (e.g. ciel-dev-api-1 after lowering "
                                               "api_instance_count); repeat for each. Without it a plan that "
                                               "deletes an instance is refused."),
+    no_verify: bool = NoVerifyOption,
 ) -> None:
     """Phase 1: the Ciel image on instances behind the shared load balancer.
 
@@ -111,7 +130,9 @@ def deploy_phase1(
     if outcome.applied:
         from ciel.deploy import verification_steps
 
-        out.print(f"[green]Applied[/green] {env}. Next:")
+        out.print(f"[green]Applied[/green] {env}.")
+        _verify_after_deploy(env, engine, no_verify)
+        out.print("Next:")
         for step in verification_steps(outcome):
             out.print(f"  • {step}", highlight=False)
     elif outcome.credentials.live:
@@ -130,6 +151,10 @@ def deploy_phase2(
     provider_source: str = ProviderSourceOption,
     cluster_only: bool = typer.Option(False, "--cluster-only", help="Plan (and apply) the cluster step only; the "
                                       "workloads follow with a later run, which then records `phase: 2`."),
+    image_tag: Optional[str] = typer.Option(None, "--image-tag", help="Run this image tag in the cluster "
+                                            "(overrides image_tag of the environment file). While instances "
+                                            "still run, roll them first with `deploy phase1 --image-tag`."),
+    no_verify: bool = NoVerifyOption,
 ) -> None:
     """Phase 2: a Kapsule cluster beside the instances, sharing their data layers and LB.
 
@@ -142,7 +167,8 @@ def deploy_phase2(
     from ciel.phase2 import deploy_phase2 as run_phase2
 
     outcome = run_phase2(env, force_offline=offline, engine_choice=engine, provider_source=provider_source,
-                         auto_approve=yes, confirm=lambda q: typer.confirm(q, default=False), cluster_only=cluster_only)
+                         auto_approve=yes, confirm=lambda q: typer.confirm(q, default=False), cluster_only=cluster_only,
+                         image_tag=image_tag)
     for title, plan in (("cluster step", outcome.cluster_plan), ("workloads step", outcome.workloads_plan)):
         if plan is None:
             continue
@@ -152,6 +178,7 @@ def deploy_phase2(
         out.print(f"{outcome.untouched_checked} phase-1 and shared resources checked: unchanged by phase 2.")
     if outcome.applied:
         out.print(f"[green]Applied[/green] phase 2 to {env}; recorded `phase: 2`. Traffic is still on the instances.")
+        _verify_after_deploy(env, engine, no_verify)
     elif outcome.cluster_applied and outcome.workloads_plan is None:
         out.print(f"Applied the cluster step to {env}; the workloads step and `phase: 2` wait for a run without "
                   "--cluster-only.", highlight=False, markup=False)
@@ -305,6 +332,55 @@ def secrets_rotate(
     elif not result.deploy.credentials.live:
         out.print(f"[bold yellow]OFFLINE: nothing was applied.[/bold yellow] With credentials this plan would give "
                   f"{name} a new value, then restart the app instances one at a time.")
+
+
+@app.command()
+def verify(
+    env: str = EnvOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON (what CI keeps)."),
+    check: list[str] = typer.Option([], "--check", metavar="NAME", help="Run only this check (repeat for "
+                                    "several): health, database, redis, storage, cdn, queue, dns, logs."),
+    wait: float = typer.Option(120, "--wait", min=0, max=1800, metavar="SECONDS", help="How long to wait for the LB "
+                               "to hold a server up and for the first log lines (a deploy just ended)."),
+    offline: bool = OfflineOption,
+    engine: Optional[str] = EngineOption,
+) -> None:
+    """Check a deployed environment from outside, each check with pass/fail and why.
+
+    health (/health through the LB, certificate checked), database and redis (as /health
+    reports them), storage (a presigned upload read back and deleted), cdn (that object
+    through the CDN host), queue (a round trip on the probe queue), dns (zone records and
+    resolution), logs (this environment's lines in Cockpit). Reads the core stack's
+    outputs with credentials; without them, prints what each check would do and calls
+    nothing. Exit status 1 if a check fails. `ciel deploy` runs it after every apply.
+    """
+    from ciel.verify import checks as all_checks, verify as run_verify
+
+    known = [c.name for c in all_checks(None)]
+    unknown = [name for name in check if name not in known]
+    if unknown:
+        raise UsageError(f"--check {unknown[0]!r}: choose from {', '.join(known)}")
+    verification = run_verify(env, force_offline=offline, engine_choice=engine, only=tuple(check), wait=wait)
+    _print_verification(verification, as_json)
+    if not verification.ok:
+        raise typer.Exit(1)
+
+
+def _print_verification(verification, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(verification.as_json(), indent=1))
+        return
+    table = Table(title=f"Verification of {verification.env}")
+    for column in ("check", "result", "detail"):
+        table.add_column(column)
+    colours = {"pass": "green", "fail": "red", "warn": "yellow", "skip": "dim"}
+    for result in verification.results:
+        detail = result.detail if verification.live else result.what
+        table.add_row(result.name, f"[{colours[result.status]}]{result.status}[/]", detail)
+    out.print(table)
+    if not verification.live:
+        out.print("[bold yellow]OFFLINE: nothing was called.[/bold yellow] With credentials each check runs "
+                  "against the deployed environment.")
 
 
 @app.command("env")
@@ -617,8 +693,8 @@ def setup(
     all_engines: bool = typer.Option(False, "--all-engines", help="Also build OpenTofu when Terraform is present (the tests use both)."),
     lab_tools: bool = typer.Option(False, "--lab-tools", help="Also build the local Scaleway's tools from the Go "
                                    "module proxy: kube-apiserver and etcd (about 4 min and 2 GiB of RAM the first "
-                                   "time), vegeta, and the tests' secret scanner gitleaks. `ciel lab rehearse` and the "
-                                   "lab and secret-scan tests need them."),
+                                   "time), vegeta, and the tests' secret scanner gitleaks and workflow linter actionlint. "
+                                   "`ciel lab rehearse` and the lab, secret-scan and workflow tests need them."),
 ) -> None:
     """Install the toolchain into the per-machine cache; idempotent, seconds when warm.
 

@@ -216,7 +216,7 @@ def verification_steps(outcome: DeployOutcome) -> list[str]:
     config, outputs = outcome.config, outcome.outputs
     api_url = outputs.get("api_url", "(no load balancer)")
     return [
-        f"Health: curl -fsS {api_url}/health   (the LB marks instances up after two passing checks, ~10 s)",
+        f"API: {api_url}/health",
         f"Migrations: run the image's migration command once with DATABASE_URL set to the migrator URL "
         f"(Secret Manager /ciel/{config.name}/migrator-database-url), e.g. from an API instance "
         f"(ssh through the bastion{'' if config.enable_bastion else ', enable_bastion: true first'}): "

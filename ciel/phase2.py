@@ -19,12 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ciel import credentials as creds
-from ciel.deploy import check_provider_source, start_session
+from ciel.deploy import check_provider_source, load_config, start_session
 from ciel.rollout import backend_health_waiter
 from foundation.errors import CielError
 from foundation.process import say
 from ciel.workspace import PlanResult, ResourceChange, StackWorkspace
-from infra.config import EnvironmentConfig, load_environment
+from infra.config import EnvironmentConfig
 from infra.config.loader import record_phase
 
 # What phase 2 adds to the core stack; anything else in its plan must stay untouched.
@@ -89,9 +89,10 @@ def deploy_phase2(
     auto_approve: bool = False,
     confirm: Callable[[str], bool] | None = None,
     cluster_only: bool = False,
+    image_tag: str | None = None,
 ) -> Phase2Outcome:
     check_provider_source(provider_source)
-    current = load_environment(env)
+    current = load_config(env, image_tag)  # bad --env, config or tag: stops here
     config = EnvironmentConfig(**{**current.model_dump(), "phase": 2})
     session = start_session(env, config, force_offline=force_offline, engine_choice=engine_choice)
     credentials, engine, remote = session.credentials, session.engine, session.remote_state

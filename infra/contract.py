@@ -29,6 +29,14 @@ SECRET_ENV = {
     "PASETO_ACCESS_KEY": "paseto-access-key",
     "PASETO_REFRESH_KEY": "paseto-refresh-key",
 }
+# What the image's GET /health answers (both modes' API side): 200 while the process can
+# serve, with {"status": "ok" | "degraded", "version": TAG, "checks": {NAME: "ok" |
+# "failing: <why>"}} for each dependency below. A failing dependency degrades, it does not
+# fail /health: the LB keeps the server, and `ciel verify` names the dependency.
+HEALTH_CHECKS = {"database": "DATABASE_URL", "redis": "REDIS_URL"}
+# A queue of its own for `ciel verify`'s round trip: the workers never see its messages.
+PROBE_QUEUE_NAME = "ciel-verify-probe"
+
 # Secrets the machines need beside the app's environment.
 REGISTRY_PULL_SECRET = "registry-pull-key"
 COCKPIT_PUSH_SECRET = "cockpit-push-token"

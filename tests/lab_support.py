@@ -74,14 +74,16 @@ def apply_then_replan(directory: Path, lab_env: dict[str, str], hcl: str) -> tup
     return applied, replan.returncode, replan.stdout + replan.stderr
 
 
-def lab_answer(lab_env: dict[str, str], path: str, body: dict | None = None) -> tuple[int, object]:
-    """(status, JSON body) of a GET (or, with a body, a POST) on the running lab's API,
-    errors included."""
+def lab_answer(lab_env: dict[str, str], path: str, body: dict | None = None,
+               method: str | None = None) -> tuple[int, object]:
+    """(status, JSON body or None) of a GET (or, with a body, a POST; or `method`) on the
+    running lab's API, errors included."""
     request = urllib.request.Request(lab_env["SCW_API_URL"] + path, headers={"Content-Type": "application/json"},
-                                     data=None if body is None else json.dumps(body).encode())
+                                     data=None if body is None else json.dumps(body).encode(), method=method)
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, json.load(answer)
+            data = answer.read()
+            return answer.status, json.loads(data) if data else None
     except urllib.error.HTTPError as error:
         return error.code, json.load(error)
 

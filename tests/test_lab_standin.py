@@ -118,7 +118,7 @@ def api_standin(tmp_path):
 def test_api_standin_health_requests_header_and_fault_file(api_standin):
     process, address, port, fault = api_standin
     status, headers, body = _get(address, port, "/health")
-    assert (status, json.loads(body)) == (200, {"status": "ok", "backend": "api-7", "version": "2.3.4", "secrets": {}})
+    assert (status, json.loads(body)) == (200, {"status": "ok", "backend": "api-7", "version": "2.3.4", "secrets": {}, "checks": {}})
     assert headers["x-ciel-backend"] == "api-7"
 
     status, headers, body = _get(address, port, "/v1/photos/42")
@@ -324,6 +324,14 @@ def test_a_running_api_server_serves_on_its_loopback_address_and_drains_on_power
     env_file = Path(str(apps.machine_root(server_id)) + "/etc/ciel/app.env")
     assert "DATABASE_URL=postgres://ciel:lab@10.0.0.3:5432/ciel\n" in env_file.read_text()
     assert "S3_BUCKET=media\n" in env_file.read_text() and env_file.stat().st_mode & 0o777 == 0o600
+    # Its dependencies, as /health reports them: the database's URL is set; no REDIS_URL here.
+    assert json.loads(body)["checks"] == {"database": "ok", "redis": "failing: REDIS_URL is not set"}
+    assert json.loads(body)["status"] == "degraded"
+    apps.dependency_faults().mkdir(parents=True, exist_ok=True)
+    (apps.dependency_faults() / "database").touch()
+    status, _, body = _healthy(bind, 8080)
+    assert status == 200 and json.loads(body)["checks"]["database"] == "failing: database unreachable (lab fault)"
+    (apps.dependency_faults() / "database").unlink()
     first_pid = apps.process(server_id).pid
 
     # Reboot: drained, then a new process once running again.

@@ -24,7 +24,13 @@ def test_failed_jobs_go_to_the_dead_letter_queue_after_the_configured_receives()
 
 def test_no_dead_letter_queue_when_disabled():
     queues = _queues(synth_core("dev", enable_dlq=False))
-    assert set(queues) == {"ciel-media-jobs"} and "dead_letter_queue" not in queues["ciel-media-jobs"]
+    assert set(queues) == {"ciel-media-jobs", "ciel-verify-probe"}
+    assert "dead_letter_queue" not in queues["ciel-media-jobs"]
+
+
+def test_the_verify_probe_has_a_queue_of_its_own_that_forgets_within_a_minute():
+    probe = _queues(synth_core("dev"))["ciel-verify-probe"]
+    assert probe["message_max_age"] == 60 and "dead_letter_queue" not in probe
 
 
 def test_the_app_can_publish_and_receive_but_not_manage_and_terraform_only_manages():

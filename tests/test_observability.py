@@ -18,7 +18,9 @@ def test_alerts_go_to_the_configured_email():
     assert "contact_points" not in one(synth_core("dev"), "scaleway_cockpit_alert_manager")
 
 
-def test_push_token_can_write_but_not_read():
-    scopes = one(synth_core("dev"), "scaleway_cockpit_token")["scopes"]
-    assert scopes["write_metrics"] and scopes["write_logs"]
-    assert not scopes["query_metrics"] and not scopes["query_logs"]
+def test_push_token_can_write_but_not_read_and_verify_token_can_read_but_not_write():
+    tokens = {t["name"]: t["scopes"] for t in of_type(synth_core("dev"), "scaleway_cockpit_token")}
+    assert tokens["ciel-dev-push"] == {"write_metrics": True, "write_logs": True, "query_metrics": False,
+                                       "query_logs": False}
+    assert tokens["ciel-dev-verify"] == {"write_metrics": False, "write_logs": False, "query_metrics": True,
+                                         "query_logs": True}

@@ -183,6 +183,16 @@ GITLEAKS = GoSource(
     note="built by `ciel setup --lab-tools` (./setup.sh --test-tools); the tests only use it",
 )
 
+# Linter of the GitHub workflows (.github/workflows/), run by tests/test_workflows.py.
+# Release builds set the version the binary reports with the same `-X` (without the "v").
+ACTIONLINT = GoSource(
+    module="github.com/rhysd/actionlint",
+    version="v1.7.12",
+    package="./cmd/actionlint",
+    version_ldflags=("github.com/rhysd/actionlint.version=1.7.12",),  # as `actionlint -version` prints
+    note="built by `ciel setup --lab-tools` (./setup.sh --test-tools); the tests only use it",
+)
+
 # A real Kubernetes API server (and its etcd) for the lab's Kapsule clusters, built from
 # the Go module proxy by toolchain/kubernetes_build.py. The staging modules (k8s.io/api,
 # apimachinery, ...) of a release are published as v0.<minor>.<patch> of the same release.

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from foundation.process import say
-from toolchain import bindings, engine, gobuild, kubernetes_build, loadtool, mirror, node, secretscan
+from toolchain import bindings, engine, gobuild, kubernetes_build, loadtool, mirror, node, secretscan, workflowlint
 from toolchain.pins import OPENTOFU, PROVIDERS
 
 
@@ -26,7 +26,7 @@ def run_setup(engine_preference: str | None = None, *, all_engines: bool = False
     """Install everything; with all_engines, also build OpenTofu when Terraform is the one in use;
     with lab_tools, also build the lab's tools: kube-apiserver and etcd for its Kapsule (minutes,
     ~2 GiB of RAM, once) and vegeta for its rehearsals' traffic, and the test suite's secret
-    scanner (gitleaks)."""
+    scanner (gitleaks) and workflow linter (actionlint)."""
     results: list[StepResult] = []
 
     def timed(name: str, action) -> None:
@@ -55,4 +55,5 @@ def run_setup(engine_preference: str | None = None, *, all_engines: bool = False
         timed("lab etcd", lambda: str(kubernetes_build.build_etcd()))
         timed("lab vegeta", lambda: str(loadtool.ensure_vegeta()))
         timed("test gitleaks", lambda: str(secretscan.ensure_gitleaks()))
+        timed("test actionlint", lambda: str(workflowlint.ensure_actionlint()))
     return results

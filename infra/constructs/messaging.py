@@ -1,5 +1,5 @@
-"""Messaging layer: Scaleway Queues (SQS protocol) with the media jobs queue and its
-dead-letter queue.
+"""Messaging layer: Scaleway Queues (SQS protocol) with the media jobs queue, its
+dead-letter queue, and the probe queue of `ciel verify`.
 
 Two credentials: one that can only manage queues (used by Terraform itself to create
 them) and one that can only publish and receive (the application's).
@@ -10,10 +10,11 @@ from __future__ import annotations
 from constructs import Construct
 
 from infra.config import EnvironmentConfig
-from infra.contract import DLQ_NAME, QUEUE_NAME
+from infra.contract import DLQ_NAME, PROBE_QUEUE_NAME, QUEUE_NAME
 from infra.providers import scaleway
 
 DLQ_RETENTION_SECONDS = 1209600  # the maximum: failed jobs wait 14 days for a human
+PROBE_RETENTION_SECONDS = 60  # the minimum: a probe nobody took back is gone within a minute
 
 
 class Messaging(Construct):
@@ -51,4 +52,7 @@ class Messaging(Construct):
             receive_wait_time_seconds=config.receive_wait_time,
             dead_letter_queue=dead_letter,
         )
+        # `ciel verify` sends and takes back one message here, with the app's credentials.
+        self.probe_queue = make_queue("probe_queue", PROBE_QUEUE_NAME, message_max_age=PROBE_RETENTION_SECONDS,
+                                      visibility_timeout_seconds=5, receive_wait_time_seconds=0)
         self.endpoint = self.sqs.endpoint

@@ -30,6 +30,10 @@ class Observability(Construct):
         self.push_token = token.CockpitToken(
             self, "push_token", name=f"ciel-{config.name}-push", region=config.region,
             scopes=token.CockpitTokenScopes(write_metrics=True, write_logs=True, query_metrics=False, query_logs=False))
+        # Read-only, for `ciel verify`: are this environment's logs arriving?
+        self.query_token = token.CockpitToken(
+            self, "query_token", name=f"ciel-{config.name}-verify", region=config.region,
+            scopes=token.CockpitTokenScopes(write_metrics=False, write_logs=False, query_metrics=True, query_logs=True))
         contacts = [alert_manager.CockpitAlertManagerContactPoints(email=config.alert_email)] if config.alert_email else None
         self.alert_manager = alert_manager.CockpitAlertManager(
             self, "alert_manager", region=config.region, contact_points=contacts,

@@ -142,6 +142,7 @@ class CoreStack(TerraformStack):
                "S3_PUBLIC_ENDPOINT: the CDN in front of the bucket, or the bucket's endpoint without a CDN.")
         output("queue_endpoint", self.messaging.endpoint, "QUEUE_ENDPOINT.")
         output("queue_url", self.messaging.queue.url, "URL of the media jobs queue.")
+        output("probe_queue_url", self.messaging.probe_queue.url, "URL of `ciel verify`'s probe queue.")
         output("secret_manager_path", self.secrets.path, "Secret Manager path holding the app's secrets.")
         output("database_url", self.database.database_url, "DATABASE_URL (app user, private network).", sensitive=True)
         output("migrator_database_url", self.database.migrator_url, "Database URL for migrations.", sensitive=True)
@@ -153,6 +154,9 @@ class CoreStack(TerraformStack):
         output("queue_secret_key", self.messaging.app_credentials.secret_key, "Queue secret key of the app.", sensitive=True)
         output("registry_pull_secret_key", self.registry.puller.api_key.secret_key, "Registry pull key.", sensitive=True)
         output("cockpit_push_token", self.observability.push_token.secret_key, "Cockpit push token.", sensitive=True)
+        output("cockpit_logs_url", self.observability.logs.url, "Cockpit logs source (Loki API) of the environment.")
+        output("cockpit_query_token", self.observability.query_token.secret_key,
+               "Cockpit token that may only query (for `ciel verify`).", sensitive=True)
         output("private_network_id", self.networking.private_network.id, "Regional ID of the shared private network.")
         # The workloads stack takes these as inputs (Secrets of the namespace).
         output("paseto_access_key_value", self.secrets.values["paseto-access-key"], "PASETO access key.", sensitive=True)

@@ -48,6 +48,7 @@ from lab.processes import Supervisor
 SECRETS_CONFIG = "/etc/ciel/secrets.json"  # infra/cloudinit/secrets.py
 FETCH_SECRETS = "/usr/local/sbin/ciel-secrets"
 SECRET_REVISIONS = "/run/ciel/secret-revisions.json"
+ENV_FILE = "/etc/ciel/app.env"  # infra/cloudinit/app.py
 FETCH_TIMEOUT = 120.0  # its own retries end well before
 
 REPOSITORY = Path(__file__).resolve().parents[2]  # where `python -m lab...` finds the lab
@@ -171,6 +172,11 @@ class AppPlane:
     def queue_dir(self, private_network_id: str) -> Path:
         return self.directory / "queues" / private_network_id
 
+    def dependency_faults(self) -> Path:
+        """While a file named `database` or `redis` is in this folder, every API stand-in's
+        /health reports that dependency failing."""
+        return self.directory / "faults" / "dependencies"
+
     def machine_root(self, server_id: str) -> Path:
         """The machine's file system, as far as its boot writes it (its secrets included)."""
         return self.directory / "machines" / server_id
@@ -200,7 +206,9 @@ class AppPlane:
             argv += ["--bind", bind, "--port", str(spec.port), "--fault-file", str(self.fault_file(server["id"])),
                      "--drain-seconds", f"{spec.stop_timeout:g}"]
             if self._fetches_secrets(spec):
-                argv += ["--secret-revisions", str(self.machine_root(server["id"])) + SECRET_REVISIONS]
+                root = str(self.machine_root(server["id"]))
+                argv += ["--secret-revisions", root + SECRET_REVISIONS, "--env-file", root + ENV_FILE,
+                         "--dependency-faults", str(self.dependency_faults())]
         else:
             argv += ["--queue-dir", str(self.queue_dir(network_id))]
         return App(server_id=server["id"], name=server["name"], spec=spec, private_address=address, bind=bind,

@@ -10,6 +10,11 @@ APP_MODE=api (`--mode api`) listens on --bind:--port (HTTP/1.1, keep-alive):
     GET <other>   200 after --service-ms of work (3 ms by default), body
                   "backend=NAME version=TAG path=<path>"; `?delay_ms=N` (at most 60 s) makes
                   this one request slow, so a test can hold a request in flight.
+    /health also reports the app's dependencies, as the image's contract says
+    (infra/contract.py HEALTH_CHECKS): "checks": {"database": "ok" | "failing: ...",
+    "redis": ...}; a dependency is ok when its URL is in the machine's env file
+    (--env-file) and no fault file of its name is in --dependency-faults (a test's way to
+    cut it off). A failing dependency makes the status "degraded", still 200.
     Every answer carries `X-Ciel-Backend: NAME`.
     SIGTERM: /health fails, the listening socket closes (new connections are refused), idle
     keep-alive connections are closed, requests in flight finish (within --drain-seconds),
@@ -40,6 +45,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 MAX_DELAY_SECONDS = 60.0
+DEPENDENCIES = {"database": "DATABASE_URL", "redis": "REDIS_URL"}  # /health's checks, by variable
 
 
 def _say(message: str) -> None:
@@ -53,9 +59,12 @@ class AppServer(ThreadingHTTPServer):
     request_queue_size = 128  # load tests open many connections at once
 
     def __init__(self, address: tuple[str, int], *, name: str, version: str, fault_file: Path | None,
-                 service_seconds: float, secret_revisions: dict | None = None) -> None:
+                 service_seconds: float, secret_revisions: dict | None = None, settings: dict | None = None,
+                 dependency_faults: Path | None = None) -> None:
         super().__init__(address, AppHandler)
         self.name, self.version = name, version
+        self.settings = settings  # the env file's variables; None: no env file (a bare test stand-in)
+        self.dependency_faults = dependency_faults
         self.secret_revisions = secret_revisions or {}
         self.fault_file = fault_file
         self.service_seconds = service_seconds
@@ -64,13 +73,27 @@ class AppServer(ThreadingHTTPServer):
         self.shut: set[socket.socket] = set()  # connections already told to stop reading
         self.connections_changed = threading.Condition()
 
+    def dependencies(self) -> dict[str, str]:
+        if self.settings is None:
+            return {}
+        found = {}
+        for name, variable in DEPENDENCIES.items():
+            if not self.settings.get(variable):
+                found[name] = f"failing: {variable} is not set"
+            elif self.dependency_faults is not None and (self.dependency_faults / name).exists():
+                found[name] = f"failing: {name} unreachable (lab fault)"
+            else:
+                found[name] = "ok"
+        return found
+
     def health(self) -> tuple[int, dict]:
-        about = {"backend": self.name, "version": self.version, "secrets": self.secret_revisions}
+        checks = self.dependencies()
+        about = {"backend": self.name, "version": self.version, "secrets": self.secret_revisions, "checks": checks}
         if self.draining.is_set():
             return 503, {"status": "draining", **about}
         if self.fault_file is not None and self.fault_file.exists():
             return 503, {"status": "fault", **about}
-        return 200, {"status": "ok", **about}
+        return 200, {"status": "ok" if all(value == "ok" for value in checks.values()) else "degraded", **about}
 
     def track(self, connection: socket.socket, open_: bool) -> None:
         with self.connections_changed:
@@ -159,12 +182,18 @@ class AppHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+def _env_file(path: str) -> dict[str, str]:
+    lines = Path(path).read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
 def run_api(args: argparse.Namespace, stop: threading.Event) -> int:
     server = AppServer((args.bind, args.port), name=args.name, version=args.version,
                        fault_file=Path(args.fault_file) if args.fault_file else None,
                        service_seconds=args.service_ms / 1000,
                        secret_revisions=json.loads(Path(args.secret_revisions).read_text()) if args.secret_revisions
-                       else None)
+                       else None, settings=_env_file(args.env_file) if args.env_file else None,
+                       dependency_faults=Path(args.dependency_faults) if args.dependency_faults else None)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="accept", daemon=True).start()
     _say(f"api {args.name} {args.version} listening on {args.bind}:{args.port}")
     while not stop.wait(0.5):
@@ -233,6 +262,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--service-ms", type=float, default=3.0, help="api: work per request")
     parser.add_argument("--drain-seconds", type=float, default=30.0, help="api: bound on finishing requests")
     parser.add_argument("--secret-revisions", help="api: JSON {secret: revision} the machine fetched, for /health")
+    parser.add_argument("--env-file", help="api: the machine's env file (what `docker run --env-file` would get)")
+    parser.add_argument("--dependency-faults", help="api: a folder where a file named database or redis cuts "
+                                                    "that dependency off")
     parser.add_argument("--queue-dir", help="worker: the job queue's folder")
     parser.add_argument("--job-ms", type=float, default=50.0, help="worker: how long a job takes")
     parser.add_argument("--poll-ms", type=float, default=50.0, help="worker: wait between looks at an empty queue")

@@ -1,7 +1,16 @@
 """Cockpit API (cockpit/v1): data sources, tokens, and the alert manager with its
-contact points and Scaleway's preconfigured alert rules."""
+contact points and Scaleway's preconfigured alert rules.
+
+A token's secret key is answered once, by its creation; the lab keeps only its SHA-256
+(as IAM does for API keys), which the logs data plane checks: the lab's proxy serves each
+logs source's host (`logs_source`) with the Loki API of lab/dataplane/logs.py, letting a
+token in (`logs_access`) by its scopes, project and region.
+"""
 
 from __future__ import annotations
+
+import hashlib
+import re
 
 from lab.api import Handler, Kind, Lab, Request, invalid, new_id, not_found, route
 
@@ -62,6 +71,17 @@ PRECONFIGURED_RULES = (
 )
 RULE_IDS = {rule[0] for rule in PRECONFIGURED_RULES}
 
+SOURCES = "data source"  # the kinds' collections (their resource names)
+TOKENS = "token"
+DIGESTS = "cockpit_token_secret_digests"  # SHA-256 of each token's secret key → the token's ID
+LOGS_HOST = re.compile(r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+                       r"\.logs\.cockpit\.([a-z]{2}-[a-z]{3})\.scw\.cloud$")
+# What each use of a logs source asks of a token.
+LOGS_SCOPES = {"push": "write_only_logs", "query": "read_only_logs"}
+
+# The lab this process serves: the proxy beside it serves its logs sources.
+_serving: list[Lab] = []
+
 
 # --- data sources and tokens ----------------------------------------------------------------
 
@@ -103,10 +123,60 @@ def _token(lab: Lab, req: Request) -> dict:
     return {"project_id": body.get("project_id"), "name": body.get("name"), "scopes": scopes, "secret_key": None}
 
 
+def _digest(secret_key: str) -> str:
+    return hashlib.sha256(secret_key.encode()).hexdigest()
+
+
 def _create_token(kind: Kind) -> Handler:
     def handler(lab: Lab, req: Request) -> tuple[int, dict]:
-        return 200, {**lab.create(kind, req), "secret_key": new_id()}
+        token = lab.create(kind, req)
+        secret_key = new_id()
+        lab.objects(DIGESTS)[_digest(secret_key)] = {"token_id": token["id"]}
+        lab.store.save()
+        return 200, {**token, "secret_key": secret_key}
     return handler
+
+
+def _forget_secret(lab: Lab, token: dict) -> None:
+    digests = lab.objects(DIGESTS)
+    for digest in [digest for digest, entry in digests.items() if entry["token_id"] == token["id"]]:
+        del digests[digest]
+
+
+# --- the logs data plane's view -------------------------------------------------------------
+
+def logs_source(host: str) -> dict | None:
+    """The logs data source whose URL has this host, if the lab holds it; None otherwise
+    (the proxy then refuses the host, as any other name)."""
+    found = LOGS_HOST.match(host.lower())
+    if not found:
+        return None
+    for lab in _serving:
+        with lab.store.lock:
+            source = lab.objects(SOURCES).get(found.group(1))
+            if source is not None and source["type"] == "logs" and source.get("region") == found.group(2):
+                return dict(source)
+    return None
+
+
+def logs_access(secret_key: str | None, source: dict, use: str) -> tuple[int, str] | None:
+    """None if the token with this secret key may `use` ("push" or "query") the source: its
+    scopes include the use's, in the source's project and region. Else (401 for no token the
+    lab issued, 403 for a token that may not; message)."""
+    scope = LOGS_SCOPES[use]
+    for lab in _serving:
+        with lab.store.lock:
+            entry = lab.objects(DIGESTS).get(_digest(secret_key)) if secret_key else None
+            token = lab.objects(TOKENS).get(entry["token_id"]) if entry else None
+            if token is None:
+                continue
+            if token.get("project_id") != source.get("project_id") or token.get("region") != source.get("region"):
+                return 403, (f"this token belongs to project {token.get('project_id')} in {token.get('region')}, "
+                             f"not to the data source's ({source.get('project_id')} in {source.get('region')})")
+            if scope not in token.get("scopes", []):
+                return 403, f"this token may not {use} logs: it lacks the {scope} scope"
+            return None
+    return 401, "no Cockpit token has this secret key" if secret_key else "no Cockpit token given"
 
 
 # --- alert manager ----------------------------------------------------------------------------
@@ -281,9 +351,11 @@ def _config(lab: Lab, req: Request) -> tuple[int, dict]:
 
 
 def register(lab: Lab) -> None:
-    sources = lab.add_kind(Kind("cockpit/v1", "regions", "data-sources", "data_sources", "data source",
+    _serving[:] = [lab]
+    sources = lab.add_kind(Kind("cockpit/v1", "regions", "data-sources", "data_sources", SOURCES,
                                 _data_source, updatable=("name", "retention_days")), with_routes=False)
-    tokens = lab.add_kind(Kind("cockpit/v1", "regions", "tokens", "tokens", "token", _token), with_routes=False)
+    tokens = lab.add_kind(Kind("cockpit/v1", "regions", "tokens", "tokens", TOKENS, _token, on_delete=_forget_secret),
+                          with_routes=False)
     lab.add(route("POST", sources.base, lambda lab, req: (200, lab.create(sources, req))),
             route("GET", sources.base, lambda lab, req: (200, lab.list(sources, req))),
             route("GET", sources.base + "/{id}", lambda lab, req: (200, lab.read(sources, req.params["id"]))),

@@ -5,10 +5,16 @@ at /<type>-stages/{id} and is created under its pipeline. A stage links to the n
 (dns → tls → cache → backend); a pipeline serves once a DNS stage is its head: until
 then it is `warning` with a `pipeline_missing_head_stage` error, then `pending`, then
 `ready` (as recorded). Its 404 is the bare `{"message": "Not Found"}` of this API.
+
+The data plane: the lab's proxy (lab/objectstorage.py) answers HTTPS for the hosts of the
+pipelines this process serves (`cdn_route`): a DNS stage's `default_fqdn`
+(<pipeline id>.svc.edge.scw.cloud) or one of its `fqdns`, followed along the stages'
+links to the backend stage's bucket.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +29,10 @@ MISSING_HEAD = {"code": "pipeline_missing_head_stage", "message": "first (head) 
 # Two reads: nothing answers the head stage's setting with the pipeline, so one GET sees it pending.
 PIPELINE = Kind("edge-services/v1beta1", "global", "pipelines", "pipelines", "edge_pipeline", lambda lab, req: {},
                 statuses=("pending", "ready"), settle_reads=2)
+
+
+# The lab this process serves: the proxy beside it serves its pipelines' hosts.
+_serving: list[Lab] = []
 
 
 def _not_found() -> ApiError:
@@ -318,7 +328,107 @@ def _delete_stage(stage_type: StageType) -> Handler:
     return handler
 
 
+# --- the data plane's view ----------------------------------------------------------------------
+
+DEFAULT_HOST = re.compile(r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.svc\.edge\.scw\.cloud$")
+MAX_HOPS = 8  # dns → tls → cache → backend is four; more is a loop
+
+
+@dataclass(frozen=True)
+class CdnRoute:
+    """Where a request to a pipeline's host goes: the backend stage's bucket, or why nowhere."""
+
+    pipeline_id: str
+    bucket: str = ""
+    region: str = ""
+    broken: str = ""  # the broken link, when the chain reaches no bucket (the proxy answers 502)
+
+
+def _names(host: str, stage: dict) -> bool:
+    """The DNS stage serves this custom domain (a wildcard stage: its subdomains too)."""
+    for fqdn in stage.get("fqdns") or []:
+        fqdn = fqdn.lower().rstrip(".")
+        if host == fqdn or (stage.get("wildcard_domain") and host.endswith("." + fqdn)
+                            and "." not in host[:-len(fqdn) - 1]):
+            return True
+    return False
+
+
+def _entry(lab: Lab, host: str) -> tuple[dict, dict | None, str, bool] | None:
+    """(pipeline, its DNS stage serving `host` or None, why not, custom domain?) — None for a
+    host no pipeline of the lab has."""
+    found = DEFAULT_HOST.match(host)
+    if found:
+        pipeline = lab.objects(PIPELINE).get(found.group(1))
+        if pipeline is None:
+            return None
+        stages = lab.objects(DNS.collection)
+        heads = [stages[head] for head in _heads(lab, pipeline["id"]) if head in stages]
+        if not heads:
+            return pipeline, None, f"pipeline {pipeline['id']} has no head (DNS) stage", False
+        return pipeline, heads[0], "", False
+    for stage in lab.objects(DNS.collection).values():
+        if _names(host, stage):
+            pipeline = lab.objects(PIPELINE).get(stage["pipeline_id"])
+            if pipeline is None:
+                continue
+            if stage["id"] not in _heads(lab, pipeline["id"]):
+                return pipeline, None, (f"DNS stage {stage['id']} (for {host}) is not a head stage of pipeline "
+                                        f"{pipeline['id']}"), True
+            return pipeline, stage, "", True
+    return None
+
+
+def _follow(lab: Lab, dns_stage: dict, custom_domain: bool) -> tuple[dict | None, str]:
+    """The backend stage the DNS stage's links lead to, or why none."""
+    stage_type, stage, through_tls = DNS, dns_stage, False
+    for _ in range(MAX_HOPS):
+        if stage_type is BACKEND:
+            if custom_domain and not through_tls:
+                return None, f"no TLS stage between DNS stage {dns_stage['id']} and the backend: no certificate"
+            return stage, ""
+        through_tls = through_tls or stage_type is TLS
+        links = [key for key in stage_type.links if stage.get(key)]
+        if not links:
+            return None, f"{stage_type.name} stage {stage['id']} links to no next stage"
+        next_type = LINK_TARGETS.get(links[0])
+        if next_type is None:
+            return None, f"{stage_type.name} stage {stage['id']} links to a {links[0][:-9]} stage the lab does not serve"
+        next_stage = lab.objects(next_type.collection).get(stage[links[0]])
+        if next_stage is None:
+            return None, (f"{stage_type.name} stage {stage['id']} links to {next_type.name} stage {stage[links[0]]}, "
+                          "which does not exist")
+        stage_type, stage = next_type, next_stage
+    return None, f"the stages from DNS stage {dns_stage['id']} loop"
+
+
+def cdn_route(host: str) -> CdnRoute | None:
+    """Where the lab's pipelines send a request for `host`; None if no pipeline has that host
+    (the proxy then refuses it, as for any other name)."""
+    host = host.lower().rstrip(".")
+    for lab in _serving:
+        with lab.store.lock:
+            entry = _entry(lab, host)
+            if entry is None:
+                continue
+            pipeline, dns_stage, why_not, custom_domain = entry
+            if dns_stage is None:
+                return CdnRoute(pipeline["id"], broken=why_not)
+            backend, why_not = _follow(lab, dns_stage, custom_domain)
+            if backend is None:
+                return CdnRoute(pipeline["id"], broken=why_not)
+            bucket = backend.get("scaleway_s3")
+            if not bucket:
+                origin = next((origin for origin in ORIGINS if origin in backend), "none")
+                return CdnRoute(pipeline["id"], broken=f"backend stage {backend['id']}'s origin ({origin}) is no "
+                                                       "bucket: the lab serves Object Storage origins only")
+            return CdnRoute(pipeline["id"], bucket=bucket["bucket_name"],
+                            region=bucket.get("bucket_region") or "fr-par")
+    return None
+
+
 def register(lab: Lab) -> None:
+    _serving[:] = [lab]
     lab.add_kind(PIPELINE, with_routes=False)
     lab.add(route("PATCH", API + "/current-plan", _select_plan),
             route("GET", API + "/current-plan/{project_id}", _current_plan),
