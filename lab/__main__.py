@@ -33,7 +33,7 @@ def main() -> None:
     servers = serve_object_storage(args.dir, args.s3_port, args.proxy_port)
     # After the CA exists (Object Storage makes it): the LBs' TLS and the API server use it.
     # Before the API answers: `ciel lab up` returns once it does, data plane included.
-    runtime = Runtime.start(lab, args.dir, args.api_port)
+    runtime = Runtime.start(lab, args.dir, args.api_port, proxy_port=args.proxy_port)
     servers.append(serve_api(lab, args.api_port))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -10,12 +10,23 @@ HTTPS_PROXY. The proxy here answers CONNECT for exactly those hosts, terminates 
 a certificate from the lab's own CA (what SSL_CERT_FILE trusts) and relays the
 decrypted HTTP to moto. Any other host is refused from its name alone, before anything
 is resolved or dialled: the only connection the proxy ever opens is to moto.
+
+Two more kinds of hosts are answered, those of objects the lab's API holds (the API's
+objects stay the truth: the proxy asks the families at every request):
+- an Edge Services pipeline's (its DNS stage's default_fqdn <pipeline id>.svc.edge.scw.cloud,
+  or a custom domain of it): GET and HEAD follow the pipeline's stages to its backend
+  bucket, read ANONYMOUSLY: allowed where the bucket's policy lets Principal "*"
+  s3:GetObject the key (200, or 404 for a missing object), refused otherwise (403); a
+  chain that reaches no bucket answers 502 naming the broken link;
+- a Cockpit logs data source's (<source id>.logs.cockpit.<region>.scw.cloud): the Loki API
+  of lab/dataplane/logs.py, its entries kept in the proxy's memory.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime
+import fnmatch
 import http.client
 import json
 import logging
@@ -28,13 +39,18 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from socketserver import ThreadingMixIn
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
+from xml.sax.saxutils import escape
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from lab.dataplane.logs import LogStore, answer as logs_answer
+from lab.families.cockpit import logs_source
+from lab.families.edge_services import cdn_route
 from lab.families.mnq import PERMISSIONS, sqs_credentials
+from lab.runner import LAB_ACCESS_KEY, LAB_SECRET_KEY
 
 REGIONS = ("fr-par", "nl-ams", "pl-waw")
 S3_HOSTS = {f"s3.{region}.scw.cloud": region for region in REGIONS}
@@ -71,6 +87,18 @@ def emulated(host: str) -> tuple[str, str] | None:
     if f"s3.{endpoint}" in S3_HOSTS and BUCKET_NAME.match(bucket):
         return "s3", S3_HOSTS[f"s3.{endpoint}"]
     return None
+
+
+def served(host: str) -> tuple[str, str] | None:
+    """(service, region) for a host the lab answers: an emulated endpoint (from its name), or
+    the host of a pipeline ("cdn") or logs data source ("logs") the lab's API holds now."""
+    found = emulated(host)
+    if found is not None:
+        return found
+    if cdn_route(host) is not None:
+        return "cdn", ""
+    source = logs_source(host)
+    return ("logs", source["region"]) if source is not None else None
 
 
 class Authority:
@@ -111,7 +139,8 @@ class Authority:
             return self.contexts[host]
 
     def _leaf_context(self, host: str) -> ssl.SSLContext:
-        subject = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, host)])
+        # A Common Name holds 64 characters, fewer than a logs source's host: clients match the SAN.
+        subject = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, host if len(host) <= 64 else "lab")])
         leaf = (_certificate(subject, self.cert.subject, self.leaf_key.public_key(), days=365)
                 .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
                 .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -160,6 +189,46 @@ class _Refusal(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+# --- the CDN's anonymous read ----------------------------------------------------------------
+
+ANONYMOUS_READ = "s3:GetObject"
+S3_ERROR = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
+            "<Resource>{resource}</Resource></Error>")
+# What a CDN GET or HEAD passes on to the bucket, and back.
+CDN_REQUEST_HEADERS = ("range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since")
+
+
+def _listed(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _anonymous_statement(statement: dict, resource: str) -> bool:
+    """The statement concerns anyone (Principal "*") reading `resource` (bucket/key). A
+    statement the lab cannot evaluate (a Condition, a Not* element) does not apply."""
+    if not isinstance(statement, dict) or any(key in statement for key in
+                                              ("Condition", "NotPrincipal", "NotAction", "NotResource")):
+        return False
+    actions = [str(action).lower() for action in _listed(statement.get("Action") or [])]
+    resources = [str(pattern) for pattern in _listed(statement.get("Resource") or [])]
+    return (statement.get("Principal") == "*"
+            and any(fnmatch.fnmatchcase(ANONYMOUS_READ.lower(), action) for action in actions)
+            and any(fnmatch.fnmatchcase(resource, pattern) for pattern in resources))
+
+
+def anonymous_read(policy_text: str | None, bucket: str, key: str) -> bool:
+    """Whether a bucket policy lets anyone, unauthenticated, GetObject `key`: an Allow
+    statement applies and no Deny does."""
+    try:
+        policy = json.loads(policy_text or "null")
+    except ValueError:
+        return False
+    statements = _listed(policy.get("Statement") or []) if isinstance(policy, dict) else []
+    resource = f"{bucket}/{key}"
+    applying = [statement for statement in statements if _anonymous_statement(statement, resource)]
+    return (any(statement.get("Effect") == "Allow" for statement in applying)
+            and not any(statement.get("Effect") == "Deny" for statement in applying))
+
+
 def _sqs_action(headers) -> str:
     return (headers.get("X-Amz-Target") or "").rpartition(".")[2]
 
@@ -197,15 +266,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_CONNECT(self) -> None:
         host, _, port = self.path.rpartition(":")
-        target = emulated(host) if port == "443" and self.tunnel is None else None
+        target = served(host.lower()) if port == "443" and self.tunnel is None else None
         if target is None:
-            self._refuse_plain(f"the lab emulates only Scaleway Object Storage and Queues endpoints, not {self.path}")
+            self._refuse_plain("the lab emulates only Scaleway Object Storage and Queues endpoints, and the hosts "
+                               f"of its Edge Services pipelines and Cockpit logs sources, not {self.path}")
             return
         self.send_response(200, "Connection Established")
         self.end_headers()
         tls = self.server.authority.context_for(host).wrap_socket(self.connection, server_side=True)
         self.connection, self.rfile, self.wfile = tls, tls.makefile("rb"), tls.makefile("wb")
-        self.tunnel = (host, *target)
+        self.tunnel = (host.lower(), *target)
         self.close_connection = False
 
     def _relay(self) -> None:
@@ -217,6 +287,18 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._body()
         except ValueError as error:
             self._refuse_plain(f"unreadable request body: {error}", status=400)
+            return
+        if service == "cdn":
+            self._serve_cdn(host)
+            return
+        if service == "logs":
+            source = logs_source(host)
+            if source is None:
+                self._send(404, "Not Found", [("Content-Type", "text/plain; charset=utf-8")],
+                           f"the lab holds no logs data source for {host} any longer\n".encode())
+                return
+            status, headers, data = logs_answer(self.server.logs, self.command, self.path, self.headers, body, source)
+            self._send(status, "", headers, data)
             return
         headers = [(name, value) for name, value in self.headers.items() if name.lower() not in NOT_RELAYED]
         try:
@@ -257,10 +339,67 @@ class _Handler(BaseHTTPRequestHandler):
             raise ValueError(f"over the lab's limit of {MAX_BODY} bytes")
         return self.rfile.read(length) if length else b""
 
-    def _ask_moto(self, headers: list[tuple[str, str]], body: bytes) -> tuple[int, str, list, bytes]:
+    def _serve_cdn(self, host: str) -> None:
+        """Edge Services for one request: the pipeline's chain, then its bucket, read anonymously."""
+        route = cdn_route(host)
+        broken = "no pipeline of the lab has this host any longer" if route is None else route.broken
+        if not broken and self.command not in ("GET", "HEAD"):
+            self._send(405, "", [("Allow", "GET, HEAD"), ("Content-Type", "text/plain; charset=utf-8")],
+                       f"{self.command} is not served by the CDN\n".encode())
+            return
+        key = unquote(urlsplit(self.path).path).lstrip("/")
+        if not broken:
+            bucket = f"/{quote(route.bucket)}"
+            policy_status, _, _, policy = self._ask_moto(self._as_owner("GET", f"{bucket}?policy", route.region),
+                                                         b"", method="GET", target=f"{bucket}?policy")
+            if policy_status == 404 and b"NoSuchBucketPolicy" not in policy:
+                broken = f"the backend's bucket {route.bucket} does not exist in {route.region}"
+            else:
+                _, _, _, location = self._ask_moto(self._as_owner("GET", f"{bucket}?location", route.region), b"",
+                                                   method="GET", target=f"{bucket}?location")
+                found = re.search(rb"<LocationConstraint[^>]*>([^<]*)<", location)
+                region = found.group(1).decode() if found else ""
+                if region and region != route.region:
+                    broken = f"the backend's bucket {route.bucket} is in {region}, not {route.region}"
+        if broken:
+            self._send(502, "", [("Content-Type", "text/plain; charset=utf-8")],
+                       f"Bad Gateway: {host}: {broken}\n".encode())
+            return
+        if not key or not anonymous_read(policy.decode() if policy_status == 200 else None, route.bucket, key):
+            self._send(403, "", [("Content-Type", "application/xml")], S3_ERROR.format(
+                code="AccessDenied", message="Access Denied", resource=escape(f"/{route.bucket}/{key}")).encode())
+            return
+        forwarded = [(name, value) for name, value in self.headers.items() if name.lower() in CDN_REQUEST_HEADERS]
+        target = f"{bucket}/{quote(key)}"
+        status, reason, headers, data = self._ask_moto(
+            forwarded + self._as_owner(self.command, target, route.region, forwarded), b"", target=target)
+        self._send(status, reason, [(name, value) for name, value in headers  # moto's own say nothing here
+                                    if name.lower() != "server" and not name.lower().startswith(("x-amz", "x-moto"))],
+                   data)
+
+    def _as_owner(self, method: str, target: str, region: str,
+                  headers: list[tuple[str, str]] = ()) -> list[tuple[str, str]]:
+        """A SigV4 signature of the proxy's own read, with the lab's key (the buckets' owner):
+        the CDN has checked the policy itself, Scaleway's way; moto would judge an unsigned
+        read by AWS's (ARN resources)."""
+        from botocore.auth import S3SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+
+        request = AWSRequest(method=method, url=f"http://127.0.0.1:{self.server.moto_port}{target}",
+                             headers=dict(headers))
+        S3SigV4Auth(Credentials(LAB_ACCESS_KEY, LAB_SECRET_KEY), "s3", region or "fr-par").add_auth(request)
+        return [(name, value) for name, value in request.headers.items()
+                if name.lower() in ("authorization", "x-amz-date", "x-amz-content-sha256")]
+
+    def _ask_moto(self, headers: list[tuple[str, str]], body: bytes, *, method: str | None = None,
+                  target: str | None = None) -> tuple[int, str, list, bytes]:
+        """Relay to moto: this request, as it came (its Host names the bucket or queue), or the
+        proxy's own `method` on `target` (path-style, with `headers` only)."""
         upstream = http.client.HTTPConnection("127.0.0.1", self.server.moto_port, timeout=MOTO_TIMEOUT)
         try:
-            upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+            upstream.putrequest(method or self.command, target or self.path, skip_host=target is None,
+                                skip_accept_encoding=True)
             for name, value in headers:
                 upstream.putheader(name, value)
             upstream.putheader("Content-Length", str(len(body)))
@@ -274,13 +413,14 @@ class _Handler(BaseHTTPRequestHandler):
             upstream.close()
 
     def _send(self, status: int, reason: str, headers: list[tuple[str, str]], data: bytes) -> None:
-        self.send_response_only(status, reason)
+        self.send_response_only(status, reason or None)
         for name, value in headers:
             self.send_header(name, value)
-        if self.command != "HEAD":
+        with_body = self.command != "HEAD" and status not in (204, 304)  # those have no body, nor its length
+        if with_body:
             self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        if self.command != "HEAD":
+        if with_body:
             self.wfile.write(data)
 
     def _refuse_plain(self, reason: str, status: int = 403) -> None:
@@ -311,6 +451,7 @@ class _Proxy(ThreadingMixIn, HTTPServer):
     def __init__(self, port: int, moto_port: int, authority: Authority) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
         self.moto_port, self.authority = moto_port, authority
+        self.logs = LogStore()  # what the Cockpit logs sources hold (lab/dataplane/logs.py)
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         threading.Thread(target=self.serve_forever, name="lab-proxy", daemon=True).start()
 
@@ -362,6 +503,8 @@ def _replay(recording: Path, port: int) -> None:
         entry = json.loads(line)
         if _sqs_action(entry["headers"]) in PUBLISH_ACTIONS | RECEIVE_ACTIONS:
             continue  # queues outlive a restart, their messages do not: replayed long polls would stall it
+        if entry["method"] in ("GET", "HEAD"):
+            continue  # reads (the CDN's among them) change nothing
         body = entry.get("body") or ""
         body = base64.b64decode(body) if entry.get("body_encoded") else body.encode()
         url = urlsplit(entry["url"])

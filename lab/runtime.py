@@ -35,15 +35,18 @@ class Runtime:
         self._kubernetes_lock = threading.Lock()
 
     @classmethod
-    def start(cls, lab, directory: Path, api_port: int) -> "Runtime":
+    def start(cls, lab, directory: Path, api_port: int, proxy_port: int | None = None) -> "Runtime":
         """The whole data plane for `lab`, brought in line with what its state holds (a
-        restarted lab serves its load balancers and running servers again)."""
+        restarted lab serves its load balancers and running servers again). `proxy_port`:
+        the lab's HTTPS proxy, which the machines' Alloy pushes their logs through."""
         from lab.dataplane.apps import AppPlane
         from lab.dataplane.haproxy import LoadBalancerPlane
 
         runtime = cls(directory, api_port)
         runtime.load_balancers = LoadBalancerPlane(runtime.supervisor, directory)
-        runtime.apps = AppPlane(runtime.supervisor, directory, api_url=f"http://127.0.0.1:{api_port}")
+        runtime.apps = AppPlane(runtime.supervisor, directory, api_url=f"http://127.0.0.1:{api_port}",
+                                proxy_url=f"http://127.0.0.1:{proxy_port}" if proxy_port else None,
+                                ca_file=directory / "ca.pem")
         lab.runtime = runtime
         with lab.store.lock:
             runtime.load_balancers.apply_all(lab)

@@ -7,7 +7,6 @@ import base64
 
 import pytest
 
-from ciel.credentials import Credentials
 from ciel.project_owner import environments_in_project, refuse_a_second_environment
 from foundation.errors import UsageError
 from infra.config import load_environment

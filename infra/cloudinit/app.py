@@ -103,8 +103,10 @@ def _alloy_config(machine: AppMachine) -> str:
         "}",
         'loki.write "cockpit" {',
         "  endpoint {",
-        f'    url     = "{machine.logs_push_url}/loki/api/v1/push"',
-        '    headers = { "X-Token" = local.file.cockpit_token.content }',
+        # The logs source's push_url is the full Loki push endpoint (<url>/loki/api/v1/push).
+        f'    url     = "{machine.logs_push_url}"',
+        # Headers are plain strings to Alloy, and the file ends with a newline.
+        '    headers = { "X-Token" = string.trim_space(convert.nonsensitive(local.file.cockpit_token.content)) }',
         "  }",
         "}",
         # Written by ciel-secrets (root:alloy 0640), re-read when it changes.

@@ -154,11 +154,16 @@ def _say_to_stderr(message: str) -> None:
 
 class AppPlane:
     def __init__(self, supervisor: Supervisor, directory: Path, *, api_url: str | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, proxy_url: str | None = None,
+                 ca_file: Path | None = None) -> None:
         self.supervisor = supervisor
         self.directory = Path(directory)
         self.api_url = api_url  # the lab's API, where a machine's ciel-secrets asks
         self.log = log or _say_to_stderr
+        # >>> log shipping hook (lab/dataplane/logs.py): the lab's proxy and CA, through which a
+        # machine's Alloy reaches Cockpit; server id → the LogShipper of its running app.
+        self.proxy_url, self.ca_file, self.shippers = proxy_url, ca_file, {}
+        # <<< log shipping hook
         self.apps: dict[str, App] = {}  # server id → the stand-in running (or draining) for it
         self._lanes: dict[str, threading.Thread] = {}  # server id → its last background operation
         self._lock = threading.RLock()
@@ -335,6 +340,8 @@ class AppPlane:
         where = f"on {app.bind}:{app.spec.port} (for {app.private_address})" if app.spec.mode == "api" else \
             f"on queue {app.argv[app.argv.index('--queue-dir') + 1]}"
         self.log(f"server {app.name} ({app.server_id}): {app.spec.mode} {app.spec.tag} {where}")
+        from lab.dataplane.logs import ship_app_log  # >>> log shipping hook: Alloy, if the user data has one
+        self.shippers[app.server_id] = ship_app_log(self, app, self.shippers.get(app.server_id))  # <<<
 
     def _stop(self, app: App, *, graceful: bool) -> None:
         name = self.process_name(app.server_id)
@@ -344,6 +351,8 @@ class AppPlane:
         timeout = app.spec.stop_timeout + KILL_MARGIN if graceful else 0
         started = time.monotonic()
         self.supervisor.stop(name, timeout=timeout)
+        if (shipper := self.shippers.pop(app.server_id, None)) is not None:  # >>> log shipping hook
+            shipper.stop()  # after the exit: the app's last lines are shipped too  <<<
         self.log(f"server {app.name} ({app.server_id}): stand-in exited {process.returncode} after "
                  f"{time.monotonic() - started:.2f} s")
 

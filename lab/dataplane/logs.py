@@ -99,7 +99,7 @@ def answer(store: LogStore, method: str, target: str, headers, body: bytes, sour
     case-insensitive `get`, as http.server's)."""
     url = urlsplit(target)
     path = url.path.rstrip("/") or "/"
-    if path in ("/loki/api/v1/push", "/api/prom/push"):
+    if path == "/loki/api/v1/push":
         if method != "POST":
             return _text(405, f"method {method} not allowed on {path}")
         use = "push"
@@ -283,7 +283,8 @@ def _duration(text: str) -> int:
     found = DURATION.match(text)
     if not found or not text:
         return 0
-    return round(sum(int(amount) * unit for amount, unit in zip(found.groups(), DURATION_UNITS) if amount) * 10**9)
+    seconds = sum(int(amount) * unit for amount, unit in zip(found.groups(), DURATION_UNITS, strict=True) if amount)
+    return round(seconds * 10**9)
 
 
 @dataclass(frozen=True)
@@ -552,7 +553,7 @@ class AlloyLogs:
                     raise AlloyConfigError(f"local.file.{names[2]}: failed to read file: {error.strerror}") from None
             raise AlloyConfigError(f"the lab's Alloy does not evaluate {'.'.join(names)}")
         name, arguments = expression[1], [self.evaluate(argument, root) for argument in expression[2]]
-        if name == "nonsensitive" and len(arguments) == 1:
+        if name in ("convert.nonsensitive", "nonsensitive") and len(arguments) == 1:  # current name, older one
             value = arguments[0]
             return value.value if isinstance(value, OptionalSecret) else _string(value, name)
         if name in ("string.trim_space", "trim_space") and len(arguments) == 1:
@@ -592,6 +593,12 @@ def parse_alloy(text: str) -> AlloyLogs:
             for block_name, _, endpoint in body["blocks"]:
                 if block_name != "endpoint":
                     continue
+                unevaluated = sorted(({"bearer_token", "bearer_token_file", "tenant_id"} & set(endpoint["attributes"]))
+                                     | ({"basic_auth", "authorization", "oauth2"}
+                                        & {block for block, _, _ in endpoint["blocks"]}))
+                if unevaluated:
+                    raise AlloyConfigError(f"loki.write.{label}: the lab's Alloy sends the endpoint's headers only, "
+                                           f"not {', '.join(unevaluated)}")
                 url = endpoint["attributes"].get("url", ("lit", None))
                 if url[0] != "lit" or not isinstance(url[1], str):
                     raise AlloyConfigError(f"loki.write.{label}: the lab reads a literal endpoint url only")
@@ -657,7 +664,6 @@ class LogShipper:
         self.offset = self._position()
         self.partial = b""
         self.pending: list[deque[tuple[int, str]]] = [deque(maxlen=PENDING_LINES) for _ in config.endpoints]
-        self.shipped = 0  # lines Cockpit accepted
         self.last_problem = ""
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"alloy-{self.log_file.stem[-12:]}", daemon=True)
@@ -684,7 +690,7 @@ class LogShipper:
             lines = self._read(final)
             for pending in self.pending:
                 pending.extend(lines)
-            for endpoint, pending in zip(self.config.endpoints, self.pending):
+            for endpoint, pending in zip(self.config.endpoints, self.pending, strict=True):
                 while pending:
                     if not self._push(endpoint, pending):
                         break
@@ -754,7 +760,6 @@ class LogShipper:
         if answer.status // 100 == 2:
             for _ in batch:
                 pending.popleft()
-            self.shipped += len(batch)
             self._problem("")
             return True
         if answer.status == 429 or answer.status >= 500:  # retried, as Alloy does

@@ -393,7 +393,8 @@ def _follow(lab: Lab, dns_stage: dict, custom_domain: bool) -> tuple[dict | None
             return None, f"{stage_type.name} stage {stage['id']} links to no next stage"
         next_type = LINK_TARGETS.get(links[0])
         if next_type is None:
-            return None, f"{stage_type.name} stage {stage['id']} links to a {links[0][:-9]} stage the lab does not serve"
+            return None, (f"{stage_type.name} stage {stage['id']} links to a {links[0].removesuffix('_stage_id')} "
+                          "stage, which the lab does not serve")
         next_stage = lab.objects(next_type.collection).get(stage[links[0]])
         if next_stage is None:
             return None, (f"{stage_type.name} stage {stage['id']} links to {next_type.name} stage {stage[links[0]]}, "
