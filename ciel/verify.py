@@ -266,7 +266,8 @@ def _queue_run(target: Target) -> str:
     client = boto3.client("sqs", endpoint_url=target.get("queue_endpoint"), region_name=target.config.region,
                           aws_access_key_id=str(target.outputs.get("queue_access_key", "")),
                           aws_secret_access_key=str(target.outputs.get("queue_secret_key", "")),
-                          verify=os.environ.get("AWS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or None)
+                          # The CAs the other checks trust (OpenSSL's SSL_CERT_FILE) first.
+                          verify=os.environ.get("SSL_CERT_FILE") or os.environ.get("AWS_CA_BUNDLE") or None)
     queue_url, probe = target.get("probe_queue_url"), f"ciel-verify-{uuid.uuid4().hex}"
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -304,7 +305,7 @@ def _dns_run(target: Target, found: creds.Credentials) -> str:
     api = DomainV2Beta1API(found.sdk_client(zone=config.zone, region=config.region))
     relative = config.api_hostname.removesuffix(config.domain).rstrip(".")
     records = [r for r in api.list_dns_zone_records_all(dns_zone=config.domain, name=relative)
-               if str(r.type).endswith("A") and not str(r.type).endswith("AAAA")]
+               if str(getattr(r.type_, "value", r.type_)).upper() == "A"]  # the SDK spells it "a"
     if lb_ip not in {record.data for record in records}:
         raise Failed(f"zone {config.domain} has no A record {relative} → {lb_ip} (found "
                      f"{[r.data for r in records] or 'none'}): apply the environment again (`ciel deploy`)")

@@ -34,7 +34,8 @@ def edge_of(stack: dict, env: str) -> dict:
             text = text.replace("${" + f"{type_}.{name}.", "${" + f"{type_}.{env}_{name}.")
     addresses = iter(f"10.0.0.{host}" for host in range(10, 250))
     text = re.sub(r"\$\{scaleway_ipam_ip\.[^}]+\.address\}", lambda _: next(addresses), text)
-    return {type_: {f"{env}_{name}": {key: value for key, value in body.items() if key != "//"}
+    # depends_on names resources outside the edge (the certificate waits for the DNS record).
+    return {type_: {f"{env}_{name}": {key: value for key, value in body.items() if key not in ("//", "depends_on")}
                     for name, body in resources.items()}
             for type_, resources in json.loads(text).items()}
 

@@ -64,6 +64,9 @@ def test_verify_passes_on_a_deployed_dev_and_a_fault_fails_its_check_alone(tmp_p
         assert status in (200, 204)
         checks = verify(env, expect=1)
         assert failed(checks) == ["queue"] and "Check the app's queue credentials" in checks["queue"]["detail"]
+        # The next deploy puts them back (and the app's secret with them).
+        ciel(env, "deploy", "phase1", "--env", "dev", "--yes", "--no-verify")
+        assert failed(verify(env)) == []
 
         # The query token is deleted: only the logs check fails.
         tokens = lab_json(lab_env, f"/cockpit/v1/regions/fr-par/tokens?project_id={project}")
