@@ -240,7 +240,7 @@ class Scenario:
         from lab.addresses import require_loopback
         from lab.processes import Supervisor
         from lab.traffic import Traffic
-        from toolchain.loadtool import ensure_vegeta
+        from toolchain.gotools import ensure_tool
 
         config = load_environment(self.env)
         address = require_loopback(self._load_balancer_address(config.zone))
@@ -251,7 +251,7 @@ class Scenario:
         else:
             url, connect_to, ca_file = f"http://{address}{REQUEST_PATH}", None, None
         directory = self.root / "traffic"
-        self.traffic = Traffic(Supervisor(directory), directory, ensure_vegeta())
+        self.traffic = Traffic(Supervisor(directory), directory, ensure_tool("vegeta"))
         self.traffic.start(url, rps=self.rps, max_seconds=TRAFFIC_MAX_SECONDS, connect_to=connect_to, ca_file=ca_file)
         self.log(f"  [{self.name}] traffic: {self.rps} req/s to {url}" + (f" via {address}" if connect_to else ""))
 

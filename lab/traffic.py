@@ -5,7 +5,7 @@ each step on the way ("deploy phase1 started"). Afterwards the attack's results 
 what the cutover cost users: how many requests failed in each step and why, the latency,
 which backends answered, and when the last answer from the old backends came.
 
-The vegeta binary is passed in (toolchain.loadtool.ensure_vegeta() builds it): the lab
+The vegeta binary is passed in (toolchain.gotools.ensure_tool("vegeta") builds it): the lab
 imports nothing above `foundation`.
 
 Safety: every address a connection can go to is checked with require_loopback before
@@ -273,7 +273,7 @@ class Traffic:
         if ca_file is not None and not Path(ca_file).is_file():
             raise TrafficRefused(f"CA file {ca_file} does not exist")
         if not self.vegeta.is_file():
-            raise TrafficRefused(f"vegeta is not at {self.vegeta}: build it with toolchain.loadtool.ensure_vegeta()")
+            raise TrafficRefused(f"vegeta is not at {self.vegeta}: build it with toolchain.gotools.ensure_tool('vegeta')")
 
         self.directory.mkdir(parents=True, exist_ok=True)
         targets_path = self.directory / f"{self.name}.targets"

@@ -121,3 +121,16 @@ def local_object_storage(monkeypatch, work_dir: Path):
         yield endpoint
     finally:
         server.stop()
+
+
+def wait_until(check, seconds: float, what: str, *, pause: float = 0.05):
+    """check()'s first truthy value within `seconds`; else an AssertionError naming `what`."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(pause)
+    raise AssertionError(f"not within {seconds} s: {what}")

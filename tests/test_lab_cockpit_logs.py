@@ -20,6 +20,7 @@ from infra.cloudinit.secrets import SecretSource
 from lab.dataplane.apps import App, parse_cloud_init
 from lab.dataplane.logs import AlloyConfigError, LogStore, parse_logql, start_shipping
 from tests.lab_proxy_support import proxied_lab  # noqa: F401 (the fixture)
+from tests.lab_support import wait_until
 
 ENV = {"environment": "dev", "app": "ciel", "role": "api"}
 SELECTOR = '{environment="dev", app="ciel"}'
@@ -236,13 +237,7 @@ def machine_root(tmp_path: Path, secret: str) -> Path:
 
 
 def wait_for(check, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {seconds} s: {what}")
+    return wait_until(check, seconds, what, pause=0.1)
 
 
 def shipped(lab, source, reader) -> list[tuple[dict, str]]:

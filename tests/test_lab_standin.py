@@ -31,7 +31,7 @@ from lab.families.instance import _local_image
 from lab.runtime import Runtime
 from lab.server import serve_api
 from lab.store import Store
-from tests.lab_support import free_port
+from tests.lab_support import free_port, wait_until
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 ZONE, REGION, PROJECT = "fr-par-1", "fr-par", "11111111-1111-4111-8111-111111111111"
@@ -58,13 +58,7 @@ def _refuses(address: str, port: int) -> bool:
 
 
 def _until(check, seconds: float, message: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"not within {seconds} s: {message}")
+    return wait_until(check, seconds, message, pause=0.02)
 
 
 def _healthy(address: str, port: int):

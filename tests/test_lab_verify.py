@@ -27,6 +27,15 @@ def verify(env: dict[str, str], expect: int = 0) -> dict[str, dict]:
     return {check["name"]: check for check in report["checks"]}
 
 
+def delete_named(lab_env: dict[str, str], collection: str, name: str) -> None:
+    """Delete the project's object called `name` in a collection of the lab's API."""
+    listed = lab_json(lab_env, f"{collection}?project_id={lab_env['SCW_DEFAULT_PROJECT_ID']}")
+    items = next(value for value in listed.values() if isinstance(value, list))
+    found = next(item for item in items if item["name"] == name)
+    status, _ = lab_answer(lab_env, f"{collection}/{found['id']}", method="DELETE")
+    assert status in (200, 204), (collection, name, status)
+
+
 def failed(checks: dict[str, dict]) -> list[str]:
     return [name for name, check in checks.items() if check["status"] == "fail"]
 
@@ -57,11 +66,7 @@ def test_verify_passes_on_a_deployed_dev_and_a_fault_fails_its_check_alone(tmp_p
             (faults / dependency).unlink()
 
         # The app's queue credentials are revoked: only the queue round trip fails.
-        project = lab_env["SCW_DEFAULT_PROJECT_ID"]
-        credentials = lab_json(lab_env, f"/mnq/v1beta1/regions/fr-par/sqs-credentials?project_id={project}")
-        app = next(c for c in credentials["sqs_credentials"] if c["name"] == "ciel-dev-app")
-        status, _ = lab_answer(lab_env, f"/mnq/v1beta1/regions/fr-par/sqs-credentials/{app['id']}", method="DELETE")
-        assert status in (200, 204)
+        delete_named(lab_env, "/mnq/v1beta1/regions/fr-par/sqs-credentials", "ciel-dev-app")
         checks = verify(env, expect=1)
         assert failed(checks) == ["queue"] and "Check the app's queue credentials" in checks["queue"]["detail"]
         # The next deploy puts them back (and the app's secret with them).
@@ -69,9 +74,6 @@ def test_verify_passes_on_a_deployed_dev_and_a_fault_fails_its_check_alone(tmp_p
         assert failed(verify(env)) == []
 
         # The query token is deleted: only the logs check fails.
-        tokens = lab_json(lab_env, f"/cockpit/v1/regions/fr-par/tokens?project_id={project}")
-        token = next(t for t in tokens["tokens"] if t["name"] == "ciel-dev-verify")
-        status, _ = lab_answer(lab_env, f"/cockpit/v1/regions/fr-par/tokens/{token['id']}", method="DELETE")
-        assert status in (200, 204)
+        delete_named(lab_env, "/cockpit/v1/regions/fr-par/tokens", "ciel-dev-verify")
         checks = verify(env, expect=1)
         assert failed(checks) == ["logs"] and "no log line of dev in Cockpit" in checks["logs"]["detail"]

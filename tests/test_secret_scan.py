@@ -26,7 +26,7 @@ import pytest
 
 from foundation import paths
 from tests.conftest import CIEL, REPO_ROOT
-from toolchain.secretscan import BUILD_HINT, gitleaks_path
+from toolchain.gotools import build_hint, tool_path
 
 pytestmark = pytest.mark.engine  # the offline deploy runs the real engine and provider
 
@@ -39,10 +39,10 @@ ENVIRONMENTS = sorted(path.stem for path in paths.ENVIRONMENTS_DIR.glob("*.yaml"
 
 @pytest.fixture(scope="module")
 def gitleaks() -> Path:
-    binary = gitleaks_path()
+    binary = tool_path("gitleaks")
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         pytest.fail(f"gitleaks is not built ({binary} is missing); build it with:\n  ./setup.sh --test-tools\n"
-                    f"or only gitleaks:\n  {BUILD_HINT}")
+                    f"or only gitleaks:\n  {build_hint('gitleaks')}")
     return binary
 
 

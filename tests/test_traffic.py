@@ -23,7 +23,7 @@ from lab.traffic import (
     first_time_all_from,
     window_stats,
 )
-from toolchain.loadtool import BUILD_HINT, ensure_vegeta
+from toolchain.gotools import build_hint, ensure_tool
 
 SERVICE_UNAVAILABLE_FOR = 0.4
 DROPPED_FOR = 0.2
@@ -32,9 +32,9 @@ DROPPED_FOR = 0.2
 @pytest.fixture(scope="module")
 def vegeta():
     try:
-        return ensure_vegeta()
+        return ensure_tool("vegeta")
     except Exception as error:  # noqa: BLE001 - any failure means the same thing to the reader
-        pytest.fail(f"vegeta is needed and could not be built ({error}); build it with:\n  {BUILD_HINT}")
+        pytest.fail(f"vegeta is needed and could not be built ({error}); build it with:\n  {build_hint('vegeta')}")
 
 
 class SwitchingServer:

@@ -27,7 +27,7 @@ import yaml
 from infra.config import known_environments
 from infra.config.schema import MUTABLE_IMAGE_TAGS
 from tests.conftest import REPO_ROOT
-from toolchain.workflowlint import BUILD_HINT, actionlint_path
+from toolchain.gotools import build_hint, tool_path
 
 WORKFLOWS_DIR = REPO_ROOT / ".github" / "workflows"
 WORKFLOWS = sorted(WORKFLOWS_DIR.glob("*.yml"))
@@ -37,10 +37,10 @@ WORKFLOWS = sorted(WORKFLOWS_DIR.glob("*.yml"))
 
 @pytest.fixture(scope="module")
 def actionlint() -> Path:
-    binary = actionlint_path()
+    binary = tool_path("actionlint")
     if not (binary.is_file() and binary.stat().st_mode & 0o111):
         pytest.fail(f"actionlint is not built ({binary} is missing); build it with:\n  ./setup.sh --test-tools\n"
-                    f"or only actionlint:\n  {BUILD_HINT}")
+                    f"or only actionlint:\n  {build_hint('actionlint')}")
     return binary
 
 

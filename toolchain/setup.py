@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from foundation.process import say
-from toolchain import bindings, engine, gobuild, kubernetes_build, loadtool, mirror, node, secretscan, workflowlint
+from toolchain import bindings, engine, gobuild, gotools, kubernetes_build, mirror, node
 from toolchain.pins import OPENTOFU, PROVIDERS
 
 
@@ -53,7 +53,7 @@ def run_setup(engine_preference: str | None = None, *, all_engines: bool = False
     if lab_tools:
         timed("lab kube-apiserver", lambda: str(kubernetes_build.build_kube_apiserver()))
         timed("lab etcd", lambda: str(kubernetes_build.build_etcd()))
-        timed("lab vegeta", lambda: str(loadtool.ensure_vegeta()))
-        timed("test gitleaks", lambda: str(secretscan.ensure_gitleaks()))
-        timed("test actionlint", lambda: str(workflowlint.ensure_actionlint()))
+        timed("lab vegeta", lambda: str(gotools.ensure_tool("vegeta")))
+        timed("test gitleaks", lambda: str(gotools.ensure_tool("gitleaks")))
+        timed("test actionlint", lambda: str(gotools.ensure_tool("actionlint")))
     return results
