@@ -483,13 +483,7 @@ class _AlloyParser:
             value = ("object", fields)
         elif token == "[":
             self.take("[")
-            items = []
-            while self.peek()[1] != "]":
-                items.append(self.expression())
-                if self.peek()[1] == ",":
-                    self.take(",")
-            self.take("]")
-            value = ("list", items)
+            value = ("list", self.expressions_until("]"))
         elif kind == "ident":
             names = [self.take(kind="ident")]
             while self.peek()[1] == ".":
@@ -502,14 +496,18 @@ class _AlloyParser:
             if value[0] != "ref":
                 raise AlloyConfigError("only functions can be called")
             self.take("(")
-            arguments = []
-            while self.peek()[1] != ")":
-                arguments.append(self.expression())
-                if self.peek()[1] == ",":
-                    self.take(",")
-            self.take(")")
-            value = ("call", ".".join(value[1]), arguments)
+            value = ("call", ".".join(value[1]), self.expressions_until(")"))
         return value
+
+    def expressions_until(self, close: str) -> list:
+        """Comma-separated expressions (a trailing comma allowed), then `close`."""
+        items = []
+        while self.peek()[1] != close:
+            items.append(self.expression())
+            if self.peek()[1] == ",":
+                self.take(",")
+        self.take(close)
+        return items
 
 
 def _unquote(token: str) -> str:
