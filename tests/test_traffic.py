@@ -27,6 +27,7 @@ from toolchain.gotools import build_hint, ensure_tool
 
 SERVICE_UNAVAILABLE_FOR = 0.4
 DROPPED_FOR = 0.2
+IN_FLIGHT = 0.02  # far above a loopback answer's p99 (~1 ms), far below a phase
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +39,11 @@ def vegeta():
 
 
 class SwitchingServer:
-    """Answers `backend=a` until `switch_at`, then 503 for a moment, then closes
-    connections unanswered for a moment, then answers `backend=b`."""
+    """Answers `backend=a` until `switch_at`, then 503 until `dropping_at`, then closes
+    connections unanswered until `b_at`, then answers `backend=b`."""
 
     def __init__(self) -> None:
-        self.switch_at = float("inf")
+        self.switch_at = self.dropping_at = self.b_at = float("inf")
         self.hosts_seen: set[str] = set()
         owner = self
 
@@ -54,12 +55,12 @@ class SwitchingServer:
 
             def do_GET(self):
                 owner.hosts_seen.add(self.headers.get("Host", ""))
-                since_switch = time.time() - owner.switch_at
-                if since_switch < 0:
+                now = time.time()
+                if now < owner.switch_at:
                     self._answer(200, b"backend=a version=1\n")
-                elif since_switch < SERVICE_UNAVAILABLE_FOR:
+                elif now < owner.dropping_at:
                     self._answer(503, b"no server available\n")
-                elif since_switch < SERVICE_UNAVAILABLE_FOR + DROPPED_FOR:
+                elif now < owner.b_at:
                     self.close_connection = True  # no answer at all: the client reads EOF
                 else:
                     self._answer(200, b"backend=b version=2\n")
@@ -105,12 +106,15 @@ def sleep_until(moment: float) -> None:
 def test_a_rehearsal_window_by_window(vegeta, server, supervisor, tmp_path):
     traffic = Traffic(supervisor, tmp_path / "traffic", vegeta)
     began = time.time()
-    server.switch_at = began + 1.5
     traffic.start(f"http://127.0.0.1:{server.port}/", rps=100, max_seconds=4)
-    sleep_until(server.switch_at)
-    traffic.mark("switch")
-    sleep_until(server.switch_at + SERVICE_UNAVAILABLE_FOR + DROPPED_FOR)
-    traffic.mark("b only")
+    # The server changes phase at the very moment the mark is taken, as a rehearsal
+    # marks a step when it starts it: on two busy cores a sleep can overrun by tens of
+    # milliseconds, and a phase change planned ahead of the mark would then land early.
+    sleep_until(began + 1.5)
+    server.switch_at = traffic.mark("switch")
+    server.dropping_at = server.switch_at + SERVICE_UNAVAILABLE_FOR
+    sleep_until(server.dropping_at + DROPPED_FOR)
+    server.b_at = traffic.mark("b only")
     assert traffic.wait(timeout=15), "vegeta did not end after its max_seconds"
     traffic.stop()
     assert traffic.exit_code == 0 and not traffic.truncated
@@ -120,19 +124,23 @@ def test_a_rehearsal_window_by_window(vegeta, server, supervisor, tmp_path):
     assert [s.timestamp for s in samples] == sorted(s.timestamp for s in samples)
     assert began <= samples[0].timestamp and samples[-1].timestamp <= began + 4.5
 
-    before = window_stats(samples, traffic.started_at, traffic.mark_time("switch"))
+    # A request sent in the last milliseconds before a mark can reach the server after
+    # its phase changed; those few are left out of the strict window and counted apart.
+    before = window_stats(samples, traffic.started_at, traffic.mark_time("switch") - IN_FLIGHT)
     assert before.failed == 0 and set(before.backends) == {"a"}
-    assert 140 <= before.requests <= 160
+    assert 135 <= before.requests <= 160
     # Milliseconds, not nanoseconds; generous: other work shares these two cores.
     assert before.p50_ms is not None and 0 < before.p50_ms < 50 and before.p50_ms <= before.p99_ms < 1000
     assert 95 <= before.rate <= 105
+    straddling = window_stats(samples, traffic.mark_time("switch") - IN_FLIGHT, traffic.mark_time("switch"))
+    assert straddling.requests <= 3  # 20 ms at 100 rps
 
     during = traffic.between("switch", "b only")
     assert set(during.failures) == {"HTTP 503", "EOF"}
     assert 30 <= during.failures["HTTP 503"] <= 50  # 0.4 s at 100 rps
     assert 12 <= during.failures["EOF"] <= 28  # 0.2 s at 100 rps
-    # A 503 from the balancer names no backend; only a request sent in the last
-    # milliseconds before a mark can reach the server after its phase changed.
+    # A 503 from the balancer names no backend; only the in-flight requests of the
+    # window's first and last IN_FLIGHT can have reached the server in another phase.
     assert during.failed >= during.requests - 2 and sum(during.backends.values()) <= 2
 
     after = traffic.between("b only")
