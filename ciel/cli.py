@@ -42,6 +42,8 @@ app.add_typer(migrate_app, name="migrate")
 app.add_typer(state_app, name="state")
 secrets_app = typer.Typer(help="The app's secrets in Scaleway Secret Manager.", no_args_is_help=True)
 app.add_typer(secrets_app, name="secrets")
+db_app = typer.Typer(help="The app's PostgreSQL schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 out = Console()
 err = Console(stderr=True)
@@ -332,6 +334,54 @@ def secrets_rotate(
     elif not result.deploy.credentials.live:
         out.print(f"[bold yellow]OFFLINE: nothing was applied.[/bold yellow] With credentials this plan would give "
                   f"{name} a new value, then restart the app instances one at a time.")
+
+
+@db_app.command("migrate")
+def db_migrate(
+    env: str = EnvOption,
+    image_tag: Optional[str] = typer.Option(None, "--image-tag", help="The image whose migrations run (default: "
+                                            "image_tag of the environment file); moving tags are refused outside "
+                                            "dev, as for deploys."),
+    timeout: float = typer.Option(900, "--timeout", min=30, max=7200, metavar="SECONDS", help="How long the run may "
+                                  "take to report its end; also how long an unfinished run blocks the next one."),
+    offline: bool = OfflineOption,
+    engine: Optional[str] = EngineOption,
+) -> None:
+    """Run the image's schema migrations once, as the migrator, before the new version serves.
+
+    Phase 1: ciel writes a request (image, machine) to ENV's Secret Manager secret
+    `migration-request`; the first running API instance's `ciel-migrate` timer runs the
+    image once with APP_MODE=migrate and the migrator's database URL, on the private
+    network; ciel prints its output as Cockpit receives it, and exits with its result.
+    Idempotent (the image applies only what is pending), one run at a time per
+    environment (an unfinished request blocks the next), and a failed migration fails
+    the command, so a release stops before `ciel deploy`. Without credentials it prints
+    these steps and calls nothing.
+    """
+    from ciel.db_migrate import MigrationFailed, migrate
+    from ciel.deploy import load_config
+    from ciel import credentials as creds
+
+    config = load_config(env, image_tag)
+    found = creds.detect(offline)
+    outputs = None
+    if found.live:
+        from ciel.outputs import core_outputs
+
+        outputs = core_outputs(env, found, engine, include_sensitive=True)
+    try:
+        outcome = migrate(config, found=found, outputs=outputs, timeout=timeout)
+    except MigrationFailed as failure:
+        err.print(f"[bold red]Migration failed:[/bold red] {failure}", highlight=False)
+        raise typer.Exit(1) from None
+    if not outcome.live:
+        out.print(f"ciel db migrate --env {env} would, with credentials:", highlight=False, markup=False)
+        for number, step in enumerate(outcome.steps, 1):
+            out.print(f"  {number}. {step}", highlight=False, markup=False)
+        out.print("[bold yellow]OFFLINE: nothing was called.[/bold yellow]")
+        return
+    out.print(f"[green]Migrated[/green] {env} to {config.image_tag} (migration {outcome.request.id} on "
+              f"{outcome.request.server}, exit 0).", highlight=False)
 
 
 @app.command()

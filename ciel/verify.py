@@ -41,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from ciel import credentials as creds
+from foundation.http import http_call
 from foundation.process import say
 from infra.config import EnvironmentConfig, load_environment
 from infra.contract import HEALTH_CHECKS
@@ -200,12 +201,7 @@ def _presigner(target: Target):
 
 
 def _http(method: str, url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as answer:
-            return answer.status, answer.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
+    return http_call(method, url, data, headers, timeout=HTTP_TIMEOUT)
 
 
 def _storage_what(target: Target) -> str:

@@ -36,6 +36,16 @@ SECRET_ENV = {
 HEALTH_CHECKS = {"database": "DATABASE_URL", "redis": "REDIS_URL"}
 # A queue of its own for `ciel verify`'s round trip: the workers never see its messages.
 PROBE_QUEUE_NAME = "ciel-verify-probe"
+# APP_MODE=migrate (`ciel db migrate`): the image applies its pending schema migrations
+# with DATABASE_URL (the migrator's URL, never the app's), prints what it does, and exits
+# 0 once the schema is current; run again with nothing pending, it changes nothing and
+# exits 0. Any other exit fails the release. It may take the database's own lock (an
+# advisory lock) as well: ciel runs one migration at a time per environment.
+MIGRATE_MODE = "migrate"
+MIGRATOR_SECRET = "migrator-database-url"
+# Where `ciel db migrate` asks an API machine for a run (phase 1): the newest version of
+# this secret, a JSON request (infra/cloudinit/run_migration.py reads it).
+MIGRATION_REQUEST_SECRET = "migration-request"
 
 # Secrets the machines need beside the app's environment.
 REGISTRY_PULL_SECRET = "registry-pull-key"

@@ -21,8 +21,12 @@ def test_the_app_secrets_live_under_the_environment_path():
     names = {s["name"]: s for s in of_type(synth_core("dev"), "scaleway_secret")}
     assert set(names) == {"paseto-access-key", "paseto-refresh-key", "database-url", "migrator-database-url",
                           "redis-url", "s3-access-key", "s3-secret-key", "sqs-access-key", "sqs-secret-key",
-                          "registry-pull-key", "cockpit-push-token", "redis-password"}
+                          "registry-pull-key", "cockpit-push-token", "redis-password", "migration-request"}
     assert {s["path"] for s in names.values()} == {"/ciel/dev"}
+    # `ciel db migrate` writes the requests' versions: Terraform declares none.
+    versions = of_type(synth_core("dev"), "scaleway_secret_version")
+    assert len(versions) == len(names) - 1
+    assert not any("migration_request" in str(version["secret_id"]) for version in versions)
     # Only the self-managed Redis machine reads a bare password.
     assert "redis-password" not in {s["name"] for s in of_type(synth_core("prod"), "scaleway_secret")}
 

@@ -267,8 +267,7 @@ def test_every_ciel_command_in_the_workflows_exists_with_its_options(cli):
     invocations = all_invocations()
     # The checker found what the workflows run (so it cannot pass by finding nothing).
     named = {invocation.text for invocation in invocations}
-    # (`ciel db migrate` joins them when the command exists: issue 13.)
-    for expected in ("ciel plan", "ciel deploy phase1", "ciel deploy phase2", "ciel verify"):
+    for expected in ("ciel plan", "ciel db migrate", "ciel deploy phase1", "ciel deploy phase2", "ciel verify"):
         assert any(text.startswith(f"{expected} ") for text in named), (expected, named)
     problems = problems_of(cli, invocations)
     assert not problems, "workflows run ciel commands the CLI does not have:\n" + "\n".join(problems)
@@ -424,3 +423,15 @@ def test_workflows_use_only_pinned_actions_of_github_and_minimal_permissions():
             for step in job.get("steps") or []:
                 if "uses" in step:
                     assert re.fullmatch(r"actions/[a-z-]+@v\d+", step["uses"]), f"{path.name}: {step['uses']}"
+
+
+def test_each_environment_migrates_its_database_before_it_deploys():
+    """A failed migration stops the job before the new version serves; the deploy never
+    runs against a schema nobody migrated."""
+    steps = _load(REPO_ROOT / ".github/workflows/deploy-environment.yml")["jobs"]["deploy"]["steps"]
+    runs = [step.get("run", "") for step in steps]
+    migrate = next(index for index, run in enumerate(runs) if "ciel db migrate" in run)
+    deploys = [index for index, run in enumerate(runs) if "ciel deploy phase" in run]
+    assert deploys and migrate < min(deploys)
+    assert "continue-on-error" not in steps[migrate] and "|| true" not in runs[migrate]
+    assert '--image-tag "$IMAGE_TAG"' in runs[migrate]

@@ -20,15 +20,23 @@ registry password and the Cockpit token. A rotation is a new version plus a rest
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from infra.cloudinit import render
-from infra.cloudinit.secrets import FETCH_SECRETS, SecretFile, SecretSource, secrets_config, secrets_write_files
+from infra.cloudinit.secrets import (FETCH_SECRETS, SecretFile, SecretSource, embedded_script, secrets_config,
+                                     secrets_write_files)
 
 ENV_FILE = "/etc/ciel/app.env"
 REGISTRY_PASSWORD_FILE = "/etc/ciel/registry-password"
 COCKPIT_TOKEN_FILE = "/etc/ciel/cockpit-token"
 UNIT = "ciel.service"
 API_PORT = 8080
+# `ciel db migrate`'s runner (phase 1), on API machines: a timer looks for a request.
+MIGRATION_RUNNER = "/usr/local/sbin/ciel-migrate"
+MIGRATION_RUNNER_SOURCE = Path(__file__).with_name("run_migration.py")
+MIGRATION_UNIT = "ciel-migrate.service"
+MIGRATION_TIMER = "ciel-migrate.timer"
+MIGRATION_POLL_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -94,13 +102,62 @@ def _unit(machine: AppMachine) -> str:
     ])
 
 
-def _alloy_config(machine: AppMachine) -> str:
-    return "\n".join([
-        'loki.source.journal "ciel" {',
-        f'  matches    = "_SYSTEMD_UNIT={UNIT}"',
-        f'  labels     = {{ app = "ciel", environment = "{machine.environment}", role = "{machine.role}" }}',
+def _migration_units() -> list[dict]:
+    """The runner's oneshot service and the timer that starts it (API machines)."""
+    service = "\n".join([
+        "[Unit]",
+        "Description=Ciel schema migrations requested by `ciel db migrate`",
+        "After=docker.service network-online.target",
+        "Requires=docker.service",
+        "",
+        "[Service]",
+        "Type=oneshot",
+        f"ExecStart={MIGRATION_RUNNER}",
+        "",
+    ])
+    timer = "\n".join([
+        "[Unit]",
+        "Description=Look for a `ciel db migrate` request",
+        "",
+        "[Timer]",
+        "OnBootSec=30s",
+        # Counted from the end of the last run: a long migration never overlaps itself.
+        f"OnUnitInactiveSec={MIGRATION_POLL_SECONDS}s",
+        "AccuracySec=1s",
+        "",
+        "[Install]",
+        "WantedBy=timers.target",
+        "",
+    ])
+    return [
+        {"path": MIGRATION_RUNNER, "owner": "root:root", "permissions": "0755",
+         "content": embedded_script(MIGRATION_RUNNER_SOURCE)},
+        {"path": f"/etc/systemd/system/{MIGRATION_UNIT}", "owner": "root:root", "permissions": "0644",
+         "content": service},
+        {"path": f"/etc/systemd/system/{MIGRATION_TIMER}", "owner": "root:root", "permissions": "0644",
+         "content": timer},
+    ]
+
+
+def _journal_source(label: str, unit: str, labels: dict[str, str]) -> list[str]:
+    listed = ", ".join(f'{key} = "{value}"' for key, value in labels.items())
+    return [
+        f'loki.source.journal "{label}" {{',
+        # One unit per source: Alloy's matches take no "+" (logical OR).
+        f'  matches    = "_SYSTEMD_UNIT={unit}"',
+        f"  labels     = {{ {listed} }}",
         "  forward_to = [loki.write.cockpit.receiver]",
         "}",
+    ]
+
+
+def _alloy_config(machine: AppMachine) -> str:
+    labels = {"app": "ciel", "environment": machine.environment, "role": machine.role}
+    migrations = (_journal_source("migrations", MIGRATION_UNIT, {**labels, "unit": "ciel-migrate"})
+                  if machine.role == "api" else [])
+    return "\n".join([
+        *_journal_source("ciel", UNIT, labels),
+        *migrations,
         'loki.write "cockpit" {',
         "  endpoint {",
         # The logs source's push_url is the full Loki push endpoint (<url>/loki/api/v1/push).
@@ -124,6 +181,8 @@ def app_user_data(machine: AppMachine) -> str:
         {"path": f"/etc/systemd/system/{UNIT}", "owner": "root:root", "permissions": "0644",
          "content": _unit(machine)},
     ]
+    if machine.role == "api":
+        files += _migration_units()
     commands = ["systemctl enable --now docker"]
     ship_logs = bool(machine.logs_push_url and machine.logs_token_secret)
     if ship_logs:
@@ -141,6 +200,8 @@ def app_user_data(machine: AppMachine) -> str:
             "usermod -aG systemd-journal alloy",
         ]
     commands += ["systemctl daemon-reload", f"systemctl enable --now {UNIT}"]
+    if machine.role == "api":
+        commands.append(f"systemctl enable --now {MIGRATION_TIMER}")
     if ship_logs:
         commands.append("systemctl enable --now alloy")
     return render({

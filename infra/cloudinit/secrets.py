@@ -40,12 +40,17 @@ class SecretFile:
     prefix: str = ""
 
 
-def fetch_secrets_script() -> str:
-    text = FETCH_SECRETS_SOURCE.read_text()
+def embedded_script(source: Path) -> str:
+    """A script's text, as user data (which Terraform interpolates) may embed it."""
+    text = source.read_text()
     # Terraform would read these as interpolations or directives in the user data.
     if "${" in text or "%{" in text:
-        raise ValueError(f"{FETCH_SECRETS_SOURCE} must not contain '${{' or '%{{'")
+        raise ValueError(f"{source} must not contain '${{' or '%{{'")
     return text
+
+
+def fetch_secrets_script() -> str:
+    return embedded_script(FETCH_SECRETS_SOURCE)
 
 
 def secrets_config(source: SecretSource, *, unit: str, files: list[SecretFile], env_file: str | None = None,

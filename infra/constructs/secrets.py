@@ -27,6 +27,7 @@ from constructs import Construct
 
 from infra.cloudinit.secrets import SecretSource
 from infra.config import EnvironmentConfig
+from infra.contract import MIGRATION_REQUEST_SECRET
 from infra.constructs.iam import ScopedApplication
 from infra.providers import scaleway
 
@@ -80,6 +81,12 @@ class Secrets(Construct):
             version.add_override("lifecycle.create_before_destroy", True)
             self.secrets[item.name] = entry
             self.versions.append(version)
+        # `ciel db migrate` adds its requests as versions (read by infra/cloudinit/run_migration.py):
+        # Terraform owns the secret, never its versions.
+        self.migration_requests = secret.Secret(
+            self, "secret_migration_request", name=MIGRATION_REQUEST_SECRET, path=self.path, region=config.region,
+            description="Requests of `ciel db migrate`: the newest version names the image and the API machine "
+                        "that runs it", tags=config.tags("secrets"))
 
 
 

@@ -11,7 +11,7 @@ from cdktn_provider_random.provider import RandomProvider
 from constructs import Construct
 
 from infra.config import EnvironmentConfig
-from infra.contract import (CLUSTER_INGRESS_PORT, COCKPIT_PUSH_SECRET, QUEUE_NAME, REDIS_PASSWORD_SECRET,
+from infra.contract import (CLUSTER_INGRESS_PORT, COCKPIT_PUSH_SECRET, MIGRATOR_SECRET, QUEUE_NAME, REDIS_PASSWORD_SECRET,
                             REGISTRY_PULL_SECRET, SECRET_ENV)
 from infra.constructs.cache import Cache
 from infra.constructs.cdn import Cdn
@@ -65,7 +65,7 @@ class CoreStack(TerraformStack):
         self.observability = Observability(self, "observability", config=config)
         self.secrets = Secrets(self, "secrets", config=config, extra=[
             SecretValue("database-url", self.database.database_url, "DATABASE_URL of the app user"),
-            SecretValue("migrator-database-url", self.database.migrator_url, "Database URL for schema migrations"),
+            SecretValue(MIGRATOR_SECRET, self.database.migrator_url, "Database URL for schema migrations"),
             SecretValue("redis-url", self.cache.redis_url, "REDIS_URL"),
             *([SecretValue(REDIS_PASSWORD_SECRET, self.cache.password.result, "Password of the self-managed Redis")]
               if not self.cache.managed else []),

@@ -25,6 +25,12 @@ waits for the drain to end.
 
 Workers of one private network share a job queue folder, queues/<private network id>;
 a test makes an API backend's /health fail by creating its fault file (`fault_file`).
+
+An API machine whose user data installs `ciel-migrate` gets its timer: while its app
+runs, the lab runs that very runner every second (--root: the machine's files, the lab's
+API for Secret Manager), with lab/dataplane/docker.py in place of Docker (the Ciel image
+is the missing piece); what it prints is the journal of ciel-migrate.service
+(`journal_file`), which the machine's Alloy ships.
 """
 
 from __future__ import annotations
@@ -46,6 +52,12 @@ from lab.addresses import NotLoopbackable, loopback_for
 from lab.processes import Supervisor
 
 SECRETS_CONFIG = "/etc/ciel/secrets.json"  # infra/cloudinit/secrets.py
+MIGRATION_RUNNER = "/usr/local/sbin/ciel-migrate"  # infra/cloudinit/app.py, on API machines
+MIGRATION_UNIT = "ciel-migrate.service"
+# ciel-migrate.timer starts the runner 10 s after its last run ended; the lab looks every
+# second, so that a test waits for the migration, not for the timer.
+MIGRATION_TIMER_SECONDS = 1.0
+MIGRATION_RUN_TIMEOUT = 600.0
 FETCH_SECRETS = "/usr/local/sbin/ciel-secrets"
 SECRET_REVISIONS = "/run/ciel/secret-revisions.json"
 ENV_FILE = "/etc/ciel/app.env"  # infra/cloudinit/app.py
@@ -166,6 +178,7 @@ class AppPlane:
         # <<< log shipping hook
         self.apps: dict[str, App] = {}  # server id → the stand-in running (or draining) for it
         self._lanes: dict[str, threading.Thread] = {}  # server id → its last background operation
+        self._timers: dict[str, threading.Event] = {}  # server id → set to stop its migration timer
         self._lock = threading.RLock()
 
     # --- where things are -----------------------------------------------------------------
@@ -185,6 +198,14 @@ class AppPlane:
     def machine_root(self, server_id: str) -> Path:
         """The machine's file system, as far as its boot writes it (its secrets included)."""
         return self.directory / "machines" / server_id
+
+    def journal_file(self, server_id: str, unit: str) -> Path:
+        """The lab's journal of one unit of the machine (the app's is its stand-in's log)."""
+        return self.machine_root(server_id) / "journal" / f"{unit}.log"
+
+    def other_journals(self, server_id: str) -> dict[str, Path]:
+        """unit → journal file, for the machine's units other than the app's."""
+        return {MIGRATION_UNIT: self.journal_file(server_id, MIGRATION_UNIT)}
 
     @staticmethod
     def process_name(server_id: str) -> str:
@@ -342,8 +363,40 @@ class AppPlane:
         self.log(f"server {app.name} ({app.server_id}): {app.spec.mode} {app.spec.tag} {where}")
         from lab.dataplane.logs import ship_app_log  # >>> log shipping hook: Alloy, if the user data has one
         self.shippers[app.server_id] = ship_app_log(self, app, self.shippers.get(app.server_id))  # <<<
+        if any(path == MIGRATION_RUNNER for path, _, _ in app.spec.boot_files) and self.api_url:
+            self._start_migration_timer(app)
+
+    def _start_migration_timer(self, app: App) -> None:
+        stop = threading.Event()
+        previous, self._timers[app.server_id] = self._timers.get(app.server_id), stop
+        if previous is not None:
+            previous.set()
+        root = self.machine_root(app.server_id)
+        docker = Path(str(root) + "/usr/bin/docker")
+        docker.parent.mkdir(parents=True, exist_ok=True)
+        docker.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m lab.dataplane.docker \"$@\"\n")
+        docker.chmod(0o755)
+        argv = [sys.executable, str(root) + MIGRATION_RUNNER, "--root", str(root), "--api-url", str(self.api_url),
+                "--server-name", app.name, "--docker", str(docker)]
+        environment = {**os.environ, "PYTHONPATH": str(REPOSITORY), "PYTHONUNBUFFERED": "1",
+                       "CIEL_LAB_DIR": str(self.directory)}
+        journal = self.journal_file(app.server_id, MIGRATION_UNIT)
+        journal.parent.mkdir(parents=True, exist_ok=True)
+
+        def tick() -> None:
+            while not stop.wait(MIGRATION_TIMER_SECONDS):
+                with open(journal, "ab") as output:
+                    try:
+                        subprocess.run(argv, stdout=output, stderr=subprocess.STDOUT, env=environment, cwd=REPOSITORY,
+                                       timeout=MIGRATION_RUN_TIMEOUT)
+                    except subprocess.TimeoutExpired:
+                        self.log(f"server {app.name} ({app.server_id}): ciel-migrate ran out of time")
+
+        threading.Thread(target=tick, name=f"migrate-{app.server_id[:8]}", daemon=True).start()
 
     def _stop(self, app: App, *, graceful: bool) -> None:
+        if (timer := self._timers.pop(app.server_id, None)) is not None:
+            timer.set()  # a run under way finishes, as systemd lets a oneshot finish
         name = self.process_name(app.server_id)
         process = self.supervisor.get(name)
         if process is None:

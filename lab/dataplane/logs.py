@@ -15,8 +15,9 @@ Entries live in memory, at most MAX_LINES per source (the oldest go first).
 
 The machine's side (`LogShipper`, `start_shipping`, `ship_app_log`): what Alloy does on an
 app machine with the configuration infra/cloudinit/app.py writes (/etc/ciel/alloy.alloy):
-follow the app unit's journal (here: the stand-in's log file, which the Supervisor writes)
-and push new lines every second, with the configured labels, to the configured endpoint
+follow the journals of the units its sources select (here: the app unit's is the stand-in's
+log file, which the Supervisor writes; the migration runner's is a file the lab's timer
+writes: lab/dataplane/apps.py `journal_file`) and push new lines every second, with the configured labels, to the configured endpoint
 through the lab's proxy (its CA trusted), with the configured headers, evaluated as Alloy
 evaluates them (a `local.file` read from the machine's root; a secret may not become a
 header string; a header value with a line break is refused, as Go's HTTP client does).
@@ -521,12 +522,25 @@ class Endpoint:
 
 
 @dataclass
-class AlloyLogs:
-    """What the configuration ships: the journal entries its `matches` select, with `labels`,
-    to each endpoint of the loki.write components it forwards to."""
+class Journal:
+    """One loki.source.journal: the entries its `matches` select, with `labels`, go to the
+    endpoints (indices into AlloyLogs.endpoints) of the loki.write components it forwards to."""
 
+    label: str
     matches: str
     labels: dict[str, str]
+    endpoints: list[int]
+
+    @property
+    def stream(self) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted(self.labels.items()))
+
+
+@dataclass
+class AlloyLogs:
+    """What the configuration ships: each journal source's entries, to its endpoints."""
+
+    journals: list[Journal]
     endpoints: list[Endpoint]
     files: dict[str, tuple[str, bool]] = field(default_factory=dict)  # local.file label → (filename, is_secret)
 
@@ -575,7 +589,7 @@ def _string(value, where: str) -> str:
 
 
 def parse_alloy(text: str) -> AlloyLogs:
-    """The journal-to-Loki pipeline of an Alloy configuration (one loki.source.journal)."""
+    """The journal-to-Loki pipelines of an Alloy configuration (its loki.source.journal components)."""
     blocks = _AlloyParser(text).body(None)["blocks"]
     files, writes, journals = {}, {}, []
     for name, label, body in blocks:
@@ -607,32 +621,38 @@ def parse_alloy(text: str) -> AlloyLogs:
             writes[label] = endpoints
         elif name == "loki.source.journal":
             journals.append((label, attributes))
-    if len(journals) != 1:
-        raise AlloyConfigError(f"the lab ships one loki.source.journal, not {len(journals)}")
-    label, attributes = journals[0]
-    config = AlloyLogs(matches="", labels={}, endpoints=[], files=files)
-    matches = attributes.get("matches", ("lit", ""))
-    labels = attributes.get("labels", ("object", {}))
-    if matches[0] != "lit" or labels[0] != "object" or any(value[0] != "lit" for value in labels[1].values()):
-        raise AlloyConfigError(f"loki.source.journal.{label}: the lab reads literal matches and labels only")
-    config.matches, config.labels = matches[1] or "", {key: str(value[1]) for key, value in labels[1].items()}
-    forward_to = attributes.get("forward_to", ("list", []))
-    for receiver in forward_to[1] if forward_to[0] == "list" else []:
-        names = receiver[1] if receiver[0] == "ref" else ()
-        if len(names) != 4 or names[:2] != ("loki", "write") or names[3] != "receiver" or names[2] not in writes:
-            raise AlloyConfigError(f"loki.source.journal.{label}: forward_to names no loki.write receiver of "
-                                   "this configuration")
-        config.endpoints += writes[names[2]]
+    if not journals:
+        raise AlloyConfigError("the configuration has no loki.source.journal: nothing is shipped")
+    config = AlloyLogs(journals=[], endpoints=[], files=files)
+    first_endpoint: dict[str, int] = {}  # loki.write label → the index of its first endpoint
+    for label, attributes in journals:
+        matches = attributes.get("matches", ("lit", ""))
+        labels = attributes.get("labels", ("object", {}))
+        if matches[0] != "lit" or labels[0] != "object" or any(value[0] != "lit" for value in labels[1].values()):
+            raise AlloyConfigError(f"loki.source.journal.{label}: the lab reads literal matches and labels only")
+        if "+" in (matches[1] or ""):
+            raise AlloyConfigError(f"loki.source.journal.{label}: matches take no '+' (Alloy adds logical AND "
+                                   "matches only): one source per alternative")
+        journal = Journal(label, matches[1] or "", {key: str(value[1]) for key, value in labels[1].items()}, [])
+        forward_to = attributes.get("forward_to", ("list", []))
+        for receiver in forward_to[1] if forward_to[0] == "list" else []:
+            names = receiver[1] if receiver[0] == "ref" else ()
+            if len(names) != 4 or names[:2] != ("loki", "write") or names[3] != "receiver" or names[2] not in writes:
+                raise AlloyConfigError(f"loki.source.journal.{label}: forward_to names no loki.write receiver of "
+                                       "this configuration")
+            if names[2] not in first_endpoint:
+                first_endpoint[names[2]] = len(config.endpoints)
+                config.endpoints += writes[names[2]]
+            start = first_endpoint[names[2]]
+            journal.endpoints += range(start, start + len(writes[names[2]]))
+        config.journals.append(journal)
     return config
 
 
 def _journal_selects(matches: str, unit: str) -> bool:
-    """Whether journalctl-style `matches` ("FIELD=value ...", "+" between alternatives)
-    select the entries of the app's unit (the only field the lab's entries carry)."""
-    if not matches.strip():
-        return True
-    return any(all(term == f"_SYSTEMD_UNIT={unit}" for term in group.split())
-               for group in matches.split("+") if group.strip())
+    """Whether `matches` ("FIELD=value ...", all of them) select the entries of `unit`
+    (the only field the lab's entries carry)."""
+    return all(term == f"_SYSTEMD_UNIT={unit}" for term in matches.split())
 
 
 # --- the machine's side: shipping -----------------------------------------------------------------
@@ -649,22 +669,26 @@ def _valid_header_value(value: str) -> bool:
 
 
 class LogShipper:
-    """Alloy on one machine, for one run of its app: tails `log_file` from where the machine's
-    Alloy last stopped, and pushes the new lines every second."""
+    """Alloy on one machine, for one run of its app: tails each unit's journal (`journals`:
+    unit → its file) from where the machine's Alloy last stopped, and pushes the new lines
+    of the units its sources select every second."""
 
-    def __init__(self, config: AlloyLogs, root: Path, log_file: Path, proxy_url: str, ca_file: Path,
+    def __init__(self, config: AlloyLogs, root: Path, journals: dict[str, Path], proxy_url: str, ca_file: Path,
                  log: Callable[[str], None]) -> None:
-        self.config, self.root, self.log_file, self.log = config, Path(root), Path(log_file), log
+        self.config, self.root, self.log = config, Path(root), log
+        self.journals = {unit: Path(path) for unit, path in journals.items()}
         proxy = urlsplit(proxy_url)
         self.proxy = (proxy.hostname or "127.0.0.1", proxy.port or 80)
         self.tls = ssl.create_default_context(cafile=str(ca_file))
         self.positions = Path(str(self.root) + POSITIONS)
-        self.offset = self._position()
-        self.partial = b""
-        self.pending: list[deque[tuple[int, str]]] = [deque(maxlen=PENDING_LINES) for _ in config.endpoints]
+        self.offsets = self._positions()
+        self.partial: dict[str, bytes] = {}
+        # Per endpoint: (timestamp, stream labels, line) waiting to be pushed.
+        self.pending: list[deque[tuple[int, tuple, str]]] = [deque(maxlen=PENDING_LINES) for _ in config.endpoints]
         self.last_problem = ""
         self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"alloy-{self.log_file.stem[-12:]}", daemon=True)
+        name = next(iter(self.journals.values()), Path("alloy")).stem[-12:]
+        self.thread = threading.Thread(target=self._run, name=f"alloy-{name}", daemon=True)
 
     def start(self) -> "LogShipper":
         self.thread.start()
@@ -685,9 +709,12 @@ class LogShipper:
 
     def _tick(self, final: bool) -> None:
         try:
-            lines = self._read(final)
-            for pending in self.pending:
-                pending.extend(lines)
+            for unit, path in self.journals.items():
+                lines = self._read(unit, path, final)
+                for journal in self.config.journals:
+                    if lines and _journal_selects(journal.matches, unit):
+                        for index in journal.endpoints:
+                            self.pending[index].extend((stamp, journal.stream, line) for stamp, line in lines)
             for endpoint, pending in zip(self.config.endpoints, self.pending, strict=True):
                 while pending:
                     if not self._push(endpoint, pending):
@@ -695,34 +722,36 @@ class LogShipper:
         except Exception as error:  # Alloy keeps running whatever one push does
             self._problem(f"{error.__class__.__name__}: {error}")
 
-    def _position(self) -> int:
+    def _positions(self) -> dict[str, int]:
         try:
             saved = json.loads(self.positions.read_text())
-            return int(saved["offset"]) if saved.get("file") == str(self.log_file) else 0
-        except (OSError, ValueError, KeyError, TypeError):
-            return 0
+            return {str(path): int(offset) for path, offset in saved["offsets"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return {}
 
-    def _read(self, final: bool) -> list[tuple[int, str]]:
-        """The complete lines written since the last read (at the end: the incomplete last one too)."""
+    def _read(self, unit: str, path: Path, final: bool) -> list[tuple[int, str]]:
+        """The complete lines written to `path` since the last read (at the end: the
+        incomplete last one too)."""
+        key = str(path)
+        offset, partial = self.offsets.get(key, 0), self.partial.get(key, b"")
         try:
-            size = self.log_file.stat().st_size
+            size = path.stat().st_size
         except FileNotFoundError:
             return []
-        if size < self.offset:  # the file was replaced: from its start
-            self.offset, self.partial = 0, b""
-        if size == self.offset and not (final and self.partial):
+        if size < offset:  # the file was replaced: from its start
+            offset, partial = 0, b""
+        if size == offset and not (final and partial):
             return []
-        with open(self.log_file, "rb") as stream:
-            stream.seek(self.offset)
-            data = self.partial + stream.read(size - self.offset)
-        self.offset = size
-        *complete, self.partial = data.split(b"\n")
-        if final and self.partial:
-            complete, self.partial = complete + [self.partial], b""
+        with open(path, "rb") as stream:
+            stream.seek(offset)
+            data = partial + stream.read(size - offset)
+        *complete, partial = data.split(b"\n")
+        if final and partial:
+            complete, partial = complete + [partial], b""
+        self.offsets[key], self.partial[key] = size, partial
         self.positions.parent.mkdir(parents=True, exist_ok=True)
-        self.positions.write_text(json.dumps({"file": str(self.log_file), "offset": self.offset - len(self.partial)}))
-        if not _journal_selects(self.config.matches, _unit(self.root)):
-            return []
+        self.positions.write_text(json.dumps({"offsets": {name: at - len(self.partial.get(name, b""))
+                                                          for name, at in self.offsets.items()}}))
         stamp = time.time_ns()
         return [(stamp + index, line.decode("utf-8", errors="replace").rstrip("\r"))
                 for index, line in enumerate(complete) if line.strip()]
@@ -741,8 +770,11 @@ class LogShipper:
                 self._problem(f'Post "{endpoint.url}": net/http: invalid header field value for "{name}"')
                 return False
         url = urlsplit(endpoint.url)
-        body = json.dumps({"streams": [{"stream": self.config.labels,
-                                        "values": [[str(stamp), line] for stamp, line in batch]}]}).encode()
+        streams: dict[tuple, list] = {}
+        for stamp, labels, line in batch:
+            streams.setdefault(labels, []).append([str(stamp), line])
+        body = json.dumps({"streams": [{"stream": dict(labels), "values": values}
+                                       for labels, values in streams.items()]}).encode()
         connection = http.client.HTTPSConnection(*self.proxy, context=self.tls, timeout=PUSH_TIMEOUT)
         try:
             connection.set_tunnel(url.hostname or "", url.port or 443)
@@ -788,9 +820,10 @@ def alloy_config_text(app) -> str | None:
 
 
 def start_shipping(app, root: Path, log_file: Path, proxy_url: str, ca_file: Path, *,
-                   log: Callable[[str], None] = print) -> LogShipper:
-    """Alloy for one run of `app` (lab.dataplane.apps.App): its log file shipped as its user
-    data's configuration says; AlloyConfigError if there is none, or Alloy would refuse it."""
+                   log: Callable[[str], None] = print, other_units: dict[str, Path] | None = None) -> LogShipper:
+    """Alloy for one run of `app` (lab.dataplane.apps.App): its log file (the journal of the
+    unit its secrets.json names) and `other_units`' journals (unit → file) shipped as its
+    user data's configuration says; AlloyConfigError if there is none, or Alloy would refuse it."""
     text = alloy_config_text(app)
     if text is None:
         raise AlloyConfigError(f"{app.name}'s user data writes no {ALLOY_CONFIG}")
@@ -798,7 +831,8 @@ def start_shipping(app, root: Path, log_file: Path, proxy_url: str, ca_file: Pat
     for endpoint in config.endpoints:  # what Alloy checks as it loads the configuration
         for expression in endpoint.headers.values():
             _check_types(config, expression, root)
-    return LogShipper(config, root, log_file, proxy_url, ca_file, log).start()
+    journals = {_unit(root): log_file, **(other_units or {})}
+    return LogShipper(config, root, journals, proxy_url, ca_file, log).start()
 
 
 def _check_types(config: AlloyLogs, expression, root: Path) -> None:
@@ -829,7 +863,7 @@ def ship_app_log(plane, app, previous: LogShipper | None = None) -> LogShipper |
     log_file = plane.supervisor.logs / f"{plane.process_name(app.server_id).replace('/', '_')}.log"
     try:
         return start_shipping(app, plane.machine_root(app.server_id), log_file, plane.proxy_url, plane.ca_file,
-                              log=say)
+                              log=say, other_units=plane.other_journals(app.server_id))
     except AlloyConfigError as error:
         say(f"the configuration does not load, nothing is shipped: {error}")
         return None

@@ -27,6 +27,15 @@ APP_MODE=worker (`--mode worker`) takes jobs from --queue-dir:
     A job takes --job-ms (50 ms by default). SIGTERM: the job in hand is finished, then the
     process exits 0.
 
+APP_MODE=migrate (`--mode migrate`), as lab/dataplane/docker.py runs it for `ciel db migrate`:
+    reads DATABASE_URL from --env-file; a role other than the migrator's is refused, as
+    PostgreSQL refuses the app's role a CREATE TABLE. The database is a JSON list of the
+    migrations applied, one file per database URL under <--lab-dir>/databases; each pending
+    one of MIGRATIONS is applied in order and recorded, so a second run changes nothing.
+    <--lab-dir>/faults/migration makes the next pending migration fail (its text is the
+    error) and the process exit 1; <--lab-dir>/faults/migration-seconds holds how long each
+    migration takes (a test's way to hold one under way).
+
 Standard library only: the lab starts one per running server.
 """
 
@@ -249,11 +258,56 @@ def run_worker(args: argparse.Namespace, stop: threading.Event) -> int:
     return 0
 
 
+# --- migrate ------------------------------------------------------------------------------
+
+MIGRATIONS = ("0001_create_photos", "0002_create_albums", "0003_index_photos_by_album")
+MIGRATOR_ROLE = "ciel_migrator"  # infra/constructs/database.py
+
+
+def _lab_fault(lab_dir: Path, name: str) -> str | None:
+    try:
+        return (lab_dir / "faults" / name).read_text().strip()
+    except OSError:
+        return None
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    url = urlsplit(_env_file(args.env_file).get("DATABASE_URL", ""))
+    if url.scheme not in ("postgres", "postgresql") or not url.hostname:
+        print("ERROR: DATABASE_URL is not a PostgreSQL URL", flush=True)
+        return 2
+    if url.username != MIGRATOR_ROLE:
+        print(f'ERROR: permission denied for schema public: role "{url.username}" may not create tables '
+              "(migrations run with the migrator's URL)", flush=True)
+        return 1
+    lab_dir = Path(args.lab_dir)
+    database = lab_dir / "databases" / f"{url.hostname}_{url.port or 5432}_{url.path.strip('/') or 'postgres'}.json"
+    applied = json.loads(database.read_text()) if database.exists() else []
+    pending = [name for name in MIGRATIONS if name not in applied]
+    print(f"ciel {args.version}: schema at {applied[-1] if applied else 'nothing'}, {len(pending)} pending", flush=True)
+    seconds = float(_lab_fault(lab_dir, "migration-seconds") or 0)
+    for name in pending:
+        print(f"applying {name}", flush=True)
+        time.sleep(min(seconds, MAX_DELAY_SECONDS))
+        error = _lab_fault(lab_dir, "migration")
+        if error is not None:
+            print(f"ERROR: {name}: {error or 'syntax error'}; rolled back, the schema stays at "
+                  f"{applied[-1] if applied else 'nothing'}", flush=True)
+            return 1
+        applied.append(name)
+        database.parent.mkdir(parents=True, exist_ok=True)
+        partial = database.with_suffix(".tmp")
+        partial.write_text(json.dumps(applied))
+        os.replace(partial, database)
+    print(f"schema is current: {applied[-1]} ({len(applied)} migrations)", flush=True)
+    return 0
+
+
 # --- entry point ----------------------------------------------------------------------------
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m lab.dataplane.standin", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=("api", "worker"), required=True)
+    parser.add_argument("--mode", choices=("api", "worker", "migrate"), required=True)
     parser.add_argument("--name", required=True, help="the backend's name (the server's)")
     parser.add_argument("--version", required=True, help="the image tag it stands for")
     parser.add_argument("--bind", default="127.0.0.1", help="api: the loopback address to listen on")
@@ -262,15 +316,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--service-ms", type=float, default=3.0, help="api: work per request")
     parser.add_argument("--drain-seconds", type=float, default=30.0, help="api: bound on finishing requests")
     parser.add_argument("--secret-revisions", help="api: JSON {secret: revision} the machine fetched, for /health")
-    parser.add_argument("--env-file", help="api: the machine's env file (what `docker run --env-file` would get)")
+    parser.add_argument("--env-file", help="api, migrate: the env file `docker run --env-file` would get")
     parser.add_argument("--dependency-faults", help="api: a folder where a file named database or redis cuts "
                                                     "that dependency off")
     parser.add_argument("--queue-dir", help="worker: the job queue's folder")
     parser.add_argument("--job-ms", type=float, default=50.0, help="worker: how long a job takes")
     parser.add_argument("--poll-ms", type=float, default=50.0, help="worker: wait between looks at an empty queue")
+    parser.add_argument("--lab-dir", help="migrate: the lab's folder (its databases, its faults)")
     args = parser.parse_args(argv)
     if args.mode == "worker" and not args.queue_dir:
         parser.error("--queue-dir is required with --mode worker")
+    if args.mode == "migrate" and not (args.env_file and args.lab_dir):
+        parser.error("--env-file and --lab-dir are required with --mode migrate")
     return args
 
 
@@ -279,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    if args.mode == "migrate":
+        return run_migrate(args)
     return run_api(args, stop) if args.mode == "api" else run_worker(args, stop)
 
 

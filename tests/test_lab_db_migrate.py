@@ -1,0 +1,90 @@
+"""`ciel db migrate` on the local Scaleway, as a user runs it after `deploy phase1`: the
+request goes through the lab's Secret Manager, the API machine's own `ciel-migrate` runs
+it (the stand-in image's migrate mode in place of the Ciel image), its output reaches
+ciel through the machine's Alloy and Cockpit. A failed migration fails the command with
+its output; a second run changes nothing; a second command while one runs is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from tests.conftest import CIEL, REPO_ROOT, run_ciel
+from tests.lab_support import running_lab, wait_until
+
+pytestmark = pytest.mark.engine
+TIMEOUT = "120"
+
+
+def migrate(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
+    """`ciel db migrate`; its .output: what it printed, the run's lines (on stderr, with the progress) included."""
+    result = run_ciel("db", "migrate", "--env", "dev", "--image-tag", "1.4.3", "--timeout", TIMEOUT, *extra, env=env)
+    result.output = result.stdout + result.stderr
+    return result
+
+
+def test_migrations_run_once_on_an_api_machine_as_the_migrator_and_a_failure_fails_the_release(tmp_path):
+    work = tmp_path / "work"
+    with running_lab(work) as lab_env:
+        env = {**lab_env, "CIEL_WORK_DIR": str(work)}
+        lab = work / "lab"
+        assert run_ciel("state", "bootstrap", "--env", "dev", env=env).returncode == 0
+        deployed = run_ciel("deploy", "phase1", "--env", "dev", "--yes", "--no-verify", env=env)
+        assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+
+        # A migration that fails: the command fails, with the migration's own words.
+        faults = lab / "faults"
+        faults.mkdir(parents=True, exist_ok=True)
+        (faults / "migration").write_text('relation "photos" already exists')
+        failed = migrate(env)
+        assert failed.returncode == 1, failed.stdout[-3000:] + failed.stderr[-3000:]
+        assert 'ERROR: 0001_create_photos: relation "photos" already exists' in failed.output
+        assert "Migration failed" in failed.stderr and "exit 1" in failed.stderr and "do not deploy" in failed.stderr
+        databases = lab / "databases"
+        assert not any(databases.glob("*.json"))  # nothing applied
+        (faults / "migration").unlink()
+
+        # It runs, once, with the migrator's role, on the first API machine.
+        done = migrate(env)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert "on ciel-dev-api-0" in done.output and "as the migrator" in done.output
+        for name in ("0001_create_photos", "0002_create_albums", "0003_index_photos_by_album"):
+            assert f"applying {name}" in done.output
+        assert "schema is current: 0003_index_photos_by_album (3 migrations)" in done.output
+        assert "Migrated dev to 1.4.3" in done.stdout
+        [database] = databases.glob("*.json")
+        assert json.loads(database.read_text())[-1] == "0003_index_photos_by_album"
+        # The app's container never gets the migrator's URL; the runner's env file is gone.
+        machines = list((lab / "machines").iterdir())
+        for machine in machines:
+            app_env = machine / "etc/ciel/app.env"
+            if app_env.exists():
+                assert "ciel_migrator" not in app_env.read_text()
+            assert not (machine / "run/ciel/migrate.env").exists()
+        assert "postgresql://" not in done.output
+
+        # Idempotent: a second run finds nothing pending.
+        again = migrate(env)
+        assert again.returncode == 0 and "0 pending" in again.output and "applying" not in again.output
+
+        # One at a time: while a slow run is under way, a second command is refused.
+        database.unlink()
+        (faults / "migration-seconds").write_text("4")
+        first = subprocess.Popen([CIEL, "db", "migrate", "--env", "dev", "--image-tag", "1.4.3", "--timeout", TIMEOUT],
+                                 env={**os.environ, "COLUMNS": "200", **env}, cwd=REPO_ROOT,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_until(lambda: any((machine / "run/ciel/migrate.env").exists() for machine in machines),
+                       seconds=60, what="the first run to start on the machine")
+            second = migrate(env)
+            assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
+            assert "has not reported its end: one migration runs at a time" in second.stderr
+            stdout, stderr = first.communicate(timeout=120)
+        finally:
+            first.kill()
+        assert first.returncode == 0, stdout[-3000:] + stderr[-3000:]
+        assert (stdout + stderr).count("applying") == 3
+
