@@ -344,25 +344,29 @@ def db_migrate(
                                             "dev, as for deploys."),
     timeout: float = typer.Option(900, "--timeout", min=30, max=7200, metavar="SECONDS", help="How long the run may "
                                   "take to report its end; also how long an unfinished run blocks the next one."),
+    on: Optional[str] = typer.Option(None, "--on", metavar="instances|cluster", help="Where it runs (default: on the "
+                                     "instances while they exist, then on the cluster)."),
     offline: bool = OfflineOption,
     engine: Optional[str] = EngineOption,
 ) -> None:
     """Run the image's schema migrations once, as the migrator, before the new version serves.
 
-    Phase 1: ciel writes a request (image, machine) to ENV's Secret Manager secret
-    `migration-request`; the first running API instance's `ciel-migrate` timer runs the
-    image once with APP_MODE=migrate and the migrator's database URL, on the private
-    network; ciel prints its output as Cockpit receives it, and exits with its result.
-    Idempotent (the image applies only what is pending), one run at a time per
-    environment (an unfinished request blocks the next), and a failed migration fails
-    the command, so a release stops before `ciel deploy`. Without credentials it prints
-    these steps and calls nothing.
+    On the instances: ciel writes a request (image, machine) to ENV's Secret Manager
+    secret `migration-request`; the first running API instance's `ciel-migrate` timer
+    runs the image once with APP_MODE=migrate and the migrator's database URL, on the
+    private network; ciel prints its output as Cockpit receives it. On the cluster: a
+    Kubernetes Job does the same with the `ciel-migrator` Secret, and ciel prints its
+    pod's log. Idempotent (the image applies only what is pending), one run at a time
+    per environment, and a failed migration fails the command, so a release stops
+    before `ciel deploy`. Without credentials it prints these steps and calls nothing.
     """
-    from ciel.db_migrate import MigrationFailed, migrate
+    from ciel.db_migrate import PLACES, MigrationFailed, migrate
     from ciel.deploy import load_config
     from ciel import credentials as creds
 
     config = load_config(env, image_tag)
+    if on not in (None, *PLACES):
+        raise UsageError(f"--on {on!r}: choose instances or cluster")
     found = creds.detect(offline)
     outputs = None
     if found.live:
@@ -370,7 +374,7 @@ def db_migrate(
 
         outputs = core_outputs(env, found, engine, include_sensitive=True)
     try:
-        outcome = migrate(config, found=found, outputs=outputs, timeout=timeout)
+        outcome = migrate(config, found=found, outputs=outputs, timeout=timeout, place=on)
     except MigrationFailed as failure:
         err.print(f"[bold red]Migration failed:[/bold red] {failure}", highlight=False)
         raise typer.Exit(1) from None

@@ -10,18 +10,25 @@ APP_MODE=migrate on the private network. Its output goes to the unit's journal, 
 the machine's Alloy ships to Cockpit; ciel follows it there with the query-only token
 and ends with the run's exit code.
 
+Phase 2 (`--on cluster`, the default once the instances are retired): a Kubernetes Job
+(k8s/workloads.py `migration_job`) runs the image once with APP_MODE=migrate and the
+namespace's `ciel-migrator` Secret alone; ciel prints its pod's log and ends with the
+Job's result. The deploy workflow runs this before `deploy phase2`, so the Deployment
+rolls only after the Job succeeded.
+
 Why not SSH through the Public Gateway's bastion: that needs an SSH key on every
 machine, the bastion switched on, an inbound path kept open for CI, and a key in GitHub
 that opens a root shell on production. The request needs none of that: the machine only
 reads what it may already read, and everything it says is in Cockpit, where the team
 looks anyway.
 
-One at a time: a request whose run has not reported its end (no `exit` line) within
+One at a time (phase 1): a request whose run has not reported its end (no `exit` line) within
 --timeout blocks the next one (kamal keeps its lock on the target; this lock is the
 newest request, in the environment's own Secret Manager, where every operator sees it).
 After writing, ciel reads the newest request back: if another `ciel db migrate` wrote
 after it, this one stands down. On the machine a file lock and a marker per request make
-a request run at most once, however often the timer fires.
+a request run at most once, however often the timer fires. Phase 2: an unfinished migration Job blocks the next one,
+and of two created at once the younger deletes itself.
 
 Offline (no credentials), it prints these steps and calls nothing.
 """
@@ -43,11 +50,13 @@ from foundation.http import http_call
 from foundation.process import say
 from infra.config import EnvironmentConfig
 from infra.contract import MIGRATE_MODE, MIGRATION_REQUEST_SECRET, MIGRATOR_SECRET
+from k8s.workloads import MIGRATOR_SECRETS, NAMESPACE, migration_job
 
 TIMEOUT = 900.0  # for the run to report its end: the timer's 10 s, a pull, the migrations
 POLL = 2.0
 RUNNER_UNIT_LABEL = "ciel-migrate"  # the `unit` label of the runner's log stream (infra/cloudinit/app.py)
 EXIT_PREFIX = "exit "
+MIGRATION_JOBS = "app.kubernetes.io/component=migration"
 
 
 class MigrationFailed(Exception):
@@ -87,8 +96,26 @@ def log_selector(config: EnvironmentConfig) -> str:
     return f'{{environment="{config.name}", unit="{RUNNER_UNIT_LABEL}"}}'
 
 
-def steps(config: EnvironmentConfig, image: str, timeout: float) -> list[str]:
+PLACES = ("instances", "cluster")
+
+
+def default_place(config: EnvironmentConfig) -> str:
+    """Where a migration runs when not told: on the instances while they exist."""
+    return "cluster" if config.instances_retired else "instances"
+
+
+def steps(config: EnvironmentConfig, image: str, timeout: float, place: str) -> list[str]:
     """What a run does, in order: printed offline, and before a live run."""
+    if place == "cluster":
+        return [
+            f"list the Jobs labelled {MIGRATION_JOBS} in namespace {NAMESPACE}; refuse if one has not finished and "
+            f"is under {timeout:.0f} s old (one migration at a time)",
+            f"create Job migrate-<id>: {image} once with APP_MODE={MIGRATE_MODE} and DATABASE_URL from the Secret "
+            f"{MIGRATOR_SECRETS} (the migrator's, never the app's), no retry, stopped after {timeout:.0f} s",
+            "print its pod's log as it runs (the Kubernetes API's pods/log)",
+            "exit 0 if the Job completes; otherwise fail, so that the release stops before `deploy phase2` rolls "
+            "the Deployments",
+        ]
     secret = f"{config.name}'s Secret Manager secret /ciel/{config.name}/{MIGRATION_REQUEST_SECRET}"
     return [
         f"read the newest request of {secret}; refuse if its run has not reported its end and is under "
@@ -105,34 +132,58 @@ def steps(config: EnvironmentConfig, image: str, timeout: float) -> list[str]:
 
 
 def migrate(config: EnvironmentConfig, *, found: creds.Credentials, outputs: dict | None,
-            timeout: float = TIMEOUT, echo: Callable[[str], None] = say) -> MigrationOutcome:
+            timeout: float = TIMEOUT, place: str | None = None, echo: Callable[[str], None] = say) -> MigrationOutcome:
     """Offline: the steps. Live: run them against `outputs` (the core stack's, sensitive
     ones included); MigrationFailed if the migration fails or never ends."""
+    place = place or default_place(config)
+    if place not in PLACES:
+        raise UsageError(f"--on {place!r}: choose instances or cluster")
     image = image_reference((outputs or {}).get("registry_endpoint") or "<registry_endpoint>", config)
-    outcome = MigrationOutcome(live=found.live, steps=steps(config, image, timeout))
+    outcome = MigrationOutcome(live=found.live, steps=steps(config, image, timeout, place))
     if not found.live:
         return outcome
-    if not config.ship_logs_to_cockpit:
-        raise UsageError(f"{config.name} keeps its logs on the machines (ship_logs_to_cockpit: false): "
-                         "`ciel db migrate` follows the run in Cockpit. Set ship_logs_to_cockpit: true and deploy")
     outputs = outputs or {}
-    client = found.sdk_client(zone=config.zone, region=config.region)
-    requests = _RequestSecret(client, config, found.project_id, outputs)
-    logs = _RunnerLogs(config, outputs)
-    requests.refuse_if_running(logs, timeout)
-    server = _first_running_api_server(client, config, outputs)
-    request = MigrationRequest(id=datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8],
-                               image=image, server=server, requested_at=datetime.now(timezone.utc).isoformat(),
+    runner = _ClusterRun(config, outputs) if place == "cluster" else _InstanceRun(config, found, outputs)
+    runner.refuse_if_running(timeout)
+    request = MigrationRequest(id=datetime.now(timezone.utc).strftime("%Y%m%dt%H%M%Sz-") + uuid.uuid4().hex[:8],
+                               image=image, server=runner.target(), requested_at=datetime.now(timezone.utc).isoformat(),
                                requested_by=found.access_key_hint or "unknown")
-    requests.add(request)
-    echo(f"  requested migration {request.id} on {server}: {image}")
+    runner.start(request, timeout)
+    echo(f"  requested migration {request.id} on {request.server}: {image}")
     outcome.request = request
-    outcome.lines, outcome.exit_code = logs.follow(request, timeout, echo)
+    outcome.lines, outcome.exit_code = runner.follow(request, timeout, echo)
     if outcome.exit_code != 0:
-        raise MigrationFailed(f"migration {request.id} failed (exit {outcome.exit_code}) on {server}: the schema "
-                              "was not migrated, so do not deploy this version. Its output is above and in Cockpit "
-                              f"({log_selector(config)})")
+        raise MigrationFailed(f"migration {request.id} failed (exit {outcome.exit_code}) on {request.server}: the "
+                              "schema was not migrated, so do not deploy this version. Its output is above "
+                              f"({runner.where_output})")
     return outcome
+
+
+# --- phase 1: on an API instance ---------------------------------------------------------------
+
+class _InstanceRun:
+    def __init__(self, config: EnvironmentConfig, found: creds.Credentials, outputs: dict) -> None:
+        if not config.ship_logs_to_cockpit:
+            raise UsageError(f"{config.name} keeps its logs on the machines (ship_logs_to_cockpit: false): `ciel db "
+                             "migrate` follows the run in Cockpit. Set ship_logs_to_cockpit: true and deploy, or "
+                             "run it on the cluster (--on cluster)")
+        self.config, self.outputs = config, outputs
+        self.client = found.sdk_client(zone=config.zone, region=config.region)
+        self.requests = _RequestSecret(self.client, config, found.project_id, outputs)
+        self.logs = _RunnerLogs(config, outputs)
+        self.where_output = f"and in Cockpit: {self.logs.selector}"
+
+    def refuse_if_running(self, timeout: float) -> None:
+        self.requests.refuse_if_running(self.logs, timeout)
+
+    def target(self) -> str:
+        return _first_running_api_server(self.client, self.config, self.outputs)
+
+    def start(self, request: MigrationRequest, timeout: float) -> None:
+        self.requests.add(request)
+
+    def follow(self, request: MigrationRequest, timeout: float, echo: Callable[[str], None]) -> tuple[list[str], int]:
+        return self.logs.follow(request, timeout, echo)
 
 
 # --- the request, in Secret Manager ------------------------------------------------------------
@@ -258,3 +309,106 @@ class _RunnerLogs:
                     f"({len(printed)} line(s) seen). Check on the machine: `systemctl status ciel-migrate.timer "
                     f"ciel-migrate.service`, and its logs in Cockpit ({self.selector})")
             time.sleep(POLL)
+
+
+# --- phase 2: a Kubernetes Job -----------------------------------------------------------------
+
+class _ClusterRun:
+    def __init__(self, config: EnvironmentConfig, outputs: dict) -> None:
+        from kubernetes import client
+
+        from ciel.outputs import kube_ca_file
+        from migrate.cluster import api_client
+
+        if not outputs.get("kube_host"):
+            raise UsageError(f"{config.name} has no cluster (no kube_host among the core stack's outputs): deploy "
+                             f"phase 2 first, or run the migration on the instances (--on instances)")
+        self.config = config
+        api = api_client(str(outputs["kube_host"]), str(outputs["kube_token"]), kube_ca_file(outputs))
+        self.batch, self.core = client.BatchV1Api(api), client.CoreV1Api(api)
+        self.job_name = ""
+
+    @property
+    def where_output(self) -> str:
+        return f"and in `kubectl -n {NAMESPACE} logs job/{self.job_name}`"
+
+    def _unfinished(self) -> list:
+        jobs = self.batch.list_namespaced_job(NAMESPACE, label_selector=MIGRATION_JOBS).items
+        return sorted((job for job in jobs if _job_result(job) is None),
+                      key=lambda job: (job.metadata.creation_timestamp, job.metadata.name))
+
+    def refuse_if_running(self, timeout: float) -> None:
+        for job in self._unfinished():
+            age = time.time() - job.metadata.creation_timestamp.timestamp()
+            if age < timeout:
+                raise UsageError(f"migration Job {job.metadata.name} (created {age:.0f} s ago) has not finished: one "
+                                 f"migration runs at a time. Wait for it (`kubectl -n {NAMESPACE} logs -f "
+                                 f"job/{job.metadata.name}`); an unfinished one counts as abandoned after "
+                                 f"{timeout:.0f} s")
+            say(f"  migration Job {job.metadata.name} never finished ({age:.0f} s ago): abandoned; a new one starts")
+
+    def target(self) -> str:
+        return f"the cluster (namespace {NAMESPACE})"
+
+    def start(self, request: MigrationRequest, timeout: float) -> None:
+        manifest = migration_job(self.config, image=request.image, run_id=request.id, deadline_seconds=int(timeout))
+        self.job_name = manifest["metadata"]["name"]
+        created = self.batch.create_namespaced_job(NAMESPACE, manifest)
+        mine = (created.metadata.creation_timestamp, created.metadata.name)
+        earlier = [job.metadata.name for job in self._unfinished()
+                   if (job.metadata.creation_timestamp, job.metadata.name) < mine
+                   and time.time() - job.metadata.creation_timestamp.timestamp() < timeout]
+        if earlier:
+            self.batch.delete_namespaced_job(self.job_name, NAMESPACE, propagation_policy="Background")
+            raise UsageError(f"another `ciel db migrate` created Job {earlier[0]} just before this one: that one "
+                             "runs, this one stands down")
+
+    def follow(self, request: MigrationRequest, timeout: float, echo: Callable[[str], None]) -> tuple[list[str], int]:
+        deadline = time.monotonic() + timeout + 60  # the Job's own deadline ends it first
+        printed: list[str] = []
+        while True:
+            job = self.batch.read_namespaced_job_status(self.job_name, NAMESPACE)
+            result = _job_result(job)
+            for line in self._log_lines()[len(printed):]:
+                printed.append(line)
+                echo(f"  │ {line}")
+            if result is not None:
+                return printed, self._exit_code(result)
+            if time.monotonic() > deadline:
+                raise MigrationFailed(f"migration Job {self.job_name} did not finish within {timeout:.0f} s "
+                                      f"({len(printed)} line(s) seen): `kubectl -n {NAMESPACE} describe job/"
+                                      f"{self.job_name}`")
+            time.sleep(POLL)
+
+    def _pod(self):
+        pods = self.core.list_namespaced_pod(NAMESPACE, label_selector=f"job-name={self.job_name}").items
+        return max(pods, key=lambda pod: pod.metadata.creation_timestamp) if pods else None
+
+    def _log_lines(self) -> list[str]:
+        from kubernetes.client.exceptions import ApiException
+
+        pod = self._pod()
+        if pod is None:
+            return []
+        try:
+            text = self.core.read_namespaced_pod_log(pod.metadata.name, NAMESPACE, container="migrate")
+        except ApiException:
+            return []  # not started yet (pulling the image): the next round reads it
+        return text.splitlines()
+
+    def _exit_code(self, result: str) -> int:
+        if result == "Complete":
+            return 0
+        pod = self._pod()
+        for status in (pod.status.container_statuses or []) if pod else []:
+            if status.state and status.state.terminated:
+                return status.state.terminated.exit_code or 1
+        return 1
+
+
+def _job_result(job) -> str | None:
+    """"Complete" or "Failed" once the Job has finished, else None."""
+    for condition in job.status.conditions or []:
+        if condition.type in ("Complete", "Failed") and condition.status == "True":
+            return condition.type
+    return None

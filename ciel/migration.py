@@ -7,13 +7,10 @@ fake), the cluster side through the official kubernetes client.
 
 from __future__ import annotations
 
-import base64
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 from ciel import credentials as creds
-from ciel.outputs import core_outputs
+from ciel.outputs import core_outputs, kube_ca_file
 from foundation.errors import CielError, UsageError
 from infra.config import EnvironmentConfig, load_environment
 from migrate.engine import Cutover
@@ -180,9 +177,7 @@ def live_cutover(env: str, *, confirm_retire: Callable[[str], bool], log: Callab
     outputs = core_outputs(env, found, engine_choice, include_sensitive=True)
     target = target_from_outputs(config, outputs)
     client = found.sdk_client(zone=target.zone, region=config.region)
-    ca_file = Path(tempfile.mkdtemp(prefix="ciel-kube-")) / "ca.pem"
-    ca_file.write_bytes(base64.b64decode(str(outputs["kube_ca_certificate"])))
-    cluster = ClusterSide.connect(str(outputs["kube_host"]), str(outputs["kube_token"]), str(ca_file), log=log)
+    cluster = ClusterSide.connect(str(outputs["kube_host"]), str(outputs["kube_token"]), kube_ca_file(outputs), log=log)
 
     def retire() -> None:
         retire_instances(env, engine_choice=engine_choice)  # deletes the compute layer only, then records it

@@ -20,3 +20,15 @@ def core_outputs(env: str, found: creds.Credentials, engine_choice: str | None, 
     workspace = StackWorkspace(engines.select(engine_choice), core.directory, found)
     workspace.init()
     return workspace.outputs(include_sensitive=include_sensitive)
+
+
+def kube_ca_file(outputs: dict) -> str:
+    """The cluster CA of the core stack's outputs, in a file of its own (what the kubernetes
+    client reads)."""
+    import base64
+    import tempfile
+    from pathlib import Path
+
+    ca_file = Path(tempfile.mkdtemp(prefix="ciel-kube-")) / "ca.pem"
+    ca_file.write_bytes(base64.b64decode(str(outputs["kube_ca_certificate"])))
+    return str(ca_file)

@@ -136,6 +136,38 @@ def deployment(spec: DeploymentSpec) -> Manifest:
     }
 
 
+@dataclass(frozen=True)
+class JobSpec:
+    """A run to completion: one pod, never retried (a failed migration is for a person to read)."""
+
+    name: str
+    ns: str
+    labels: dict[str, str]
+    container: Container
+    image_pull_secret: str
+    deadline_seconds: int  # the pod is stopped after this long, and the Job fails
+    kept_seconds: int = 7 * 24 * 3600  # then the finished Job and its pod (its log) go
+
+
+def job(spec: JobSpec) -> Manifest:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(spec.name, spec.ns, spec.labels),
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": spec.deadline_seconds,
+            "ttlSecondsAfterFinished": spec.kept_seconds,
+            "template": {"metadata": {"labels": dict(spec.labels)}, "spec": {
+                "automountServiceAccountToken": False,
+                "restartPolicy": "Never",
+                "imagePullSecrets": [{"name": spec.image_pull_secret}],
+                "containers": [spec.container.as_dict()],
+            }},
+        },
+    }
+
+
 def pod_disruption_budget(name: str, ns: str, labels: dict[str, str], selector: dict[str, str], *,
                           max_unavailable: int) -> Manifest:
     return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": metadata(name, ns, labels),

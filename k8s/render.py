@@ -44,6 +44,7 @@ def gitops_inputs(config: EnvironmentConfig, outputs: dict[str, object] | None =
         queue_url=get("queue_url"),
         redis_ca_cert_b64=get("redis_ca_cert_b64"),
         secrets=None,
+        migrator_database_url=None,
         docker_config_json=None,
     )
 

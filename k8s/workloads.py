@@ -12,13 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra.config import EnvironmentConfig
-from infra.contract import CLUSTER_INGRESS_PORT, QUEUE_NAME
+from infra.contract import CLUSTER_INGRESS_PORT, MIGRATE_MODE, MIGRATOR_SECRET, QUEUE_NAME
 from k8s import objects
-from k8s.objects import Container, DeploymentSpec, Manifest, Resources
+from k8s.objects import Container, DeploymentSpec, JobSpec, Manifest, Resources
 
 NAMESPACE = "ciel"
 CONFIG = "ciel-config"
 SECRETS = "ciel-secrets"
+MIGRATOR_SECRETS = "ciel-migrator"  # DATABASE_URL of the migrator: only `ciel db migrate`'s Jobs read it
 PULL_SECRET = "ciel-registry"
 APP_PORT = 8080
 HEALTH = "/health"
@@ -43,6 +44,7 @@ class WorkloadInputs:
     queue_url: str
     redis_ca_cert_b64: str  # base64 of the managed Redis TLS CA (unused with the self-managed Redis)
     secrets: dict[str, str] | None  # SECRET_KEYS → values; None when rendering for GitOps
+    migrator_database_url: str | None  # None when rendering for GitOps
     docker_config_json: str | None  # the pull secret's .dockerconfigjson; None when rendering
 
 
@@ -83,9 +85,14 @@ def _secrets(config: EnvironmentConfig, inputs: WorkloadInputs) -> list[Manifest
         # GitOps rendering: the objects and their keys, never their values.
         note = {"ciel-infra/values-from": source, "ciel-infra/keys": ",".join(SECRET_KEYS)}
         return [objects.secret(SECRETS, NAMESPACE, labels("config"), None, annotations=note),
+                objects.secret(MIGRATOR_SECRETS, NAMESPACE, labels("config"), None,
+                               annotations={"ciel-infra/values-from": source + MIGRATOR_SECRET,
+                                            "ciel-infra/keys": "DATABASE_URL"}),
                 objects.secret(PULL_SECRET, NAMESPACE, labels("config"), None, type_="kubernetes.io/dockerconfigjson",
                                annotations={"ciel-infra/values-from": "terraform output registry_pull_secret_key"})]
     return [objects.secret(SECRETS, NAMESPACE, labels("config"), dict(inputs.secrets)),
+            objects.secret(MIGRATOR_SECRETS, NAMESPACE, labels("config"),
+                           {"DATABASE_URL": inputs.migrator_database_url or ""}),
             objects.secret(PULL_SECRET, NAMESPACE, labels("config"),
                            {".dockerconfigjson": inputs.docker_config_json or ""},
                            type_="kubernetes.io/dockerconfigjson")]
@@ -186,6 +193,20 @@ def _keda(config: EnvironmentConfig, inputs: WorkloadInputs) -> list[Manifest]:
                  "awsRegion": config.region, "awsEndpoint": inputs.queue_endpoint, "scaleOnInFlight": "false"}}],
          }},
     ]
+
+
+def migration_job(config: EnvironmentConfig, *, image: str, run_id: str, deadline_seconds: int) -> Manifest:
+    """`ciel db migrate`'s run in phase 2: the image once with APP_MODE=migrate and the
+    migrator's DATABASE_URL alone (not the app's Secret). Not part of the workloads stack:
+    ciel creates one per run and reads its pod's log. Its labels put it under the app's
+    egress policy (the database on the private network)."""
+    container = Container(
+        name="migrate", image=image, env={"APP_MODE": MIGRATE_MODE}, env_from_config_maps=[],
+        env_from_secrets=[MIGRATOR_SECRETS],
+        resources=Resources(cpu_request="100m", memory_request="128Mi", cpu_limit=None, memory_limit="512Mi"),
+        image_pull_policy=image_pull_policy(config))
+    return objects.job(JobSpec(name=f"migrate-{run_id}", ns=NAMESPACE, labels=labels("migration"), container=container,
+                               image_pull_secret=PULL_SECRET, deadline_seconds=deadline_seconds))
 
 
 def _network_policies(config: EnvironmentConfig) -> list[Manifest]:

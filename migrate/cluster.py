@@ -10,6 +10,20 @@ from foundation.errors import CielError
 NAMESPACE = "ciel"
 
 
+def api_client(host: str, token: str, ca_file: str | None):
+    """A `kubernetes` ApiClient for the cluster, as its kubeconfig describes it."""
+    from kubernetes import client
+
+    configuration = client.Configuration()
+    configuration.host = host
+    configuration.api_key = {"authorization": f"Bearer {token}"}
+    if ca_file:
+        configuration.ssl_ca_cert = ca_file
+    else:
+        configuration.verify_ssl = False  # only for plain-HTTP test servers
+    return client.ApiClient(configuration)
+
+
 class ClusterSide:
     def __init__(self, api_client, *, log: Callable[[str], None], namespace: str = NAMESPACE,
                  poll_seconds: float = 2.0) -> None:
@@ -20,16 +34,7 @@ class ClusterSide:
 
     @classmethod
     def connect(cls, host: str, token: str, ca_file: str | None, *, log: Callable[[str], None]) -> "ClusterSide":
-        from kubernetes import client
-
-        configuration = client.Configuration()
-        configuration.host = host
-        configuration.api_key = {"authorization": f"Bearer {token}"}
-        if ca_file:
-            configuration.ssl_ca_cert = ca_file
-        else:
-            configuration.verify_ssl = False  # only for plain-HTTP test servers
-        return cls(client.ApiClient(configuration), log=log)
+        return cls(api_client(host, token, ca_file), log=log)
 
     def readiness(self, name: str) -> tuple[int, int]:
         """(ready replicas, desired replicas) of a Deployment."""

@@ -1,19 +1,25 @@
-"""`ciel db migrate` on the local Scaleway, as a user runs it after `deploy phase1`: the
-request goes through the lab's Secret Manager, the API machine's own `ciel-migrate` runs
-it (the stand-in image's migrate mode in place of the Ciel image), its output reaches
-ciel through the machine's Alloy and Cockpit. A failed migration fails the command with
-its output; a second run changes nothing; a second command while one runs is refused."""
+"""`ciel db migrate` on the local Scaleway, as a user runs it.
+
+After `deploy phase1`: the request goes through the lab's Secret Manager, the API
+machine's own `ciel-migrate` runs it (the stand-in image's migrate mode in place of the
+Ciel image), its output reaches ciel through the machine's Alloy and Cockpit. After
+`deploy phase2`, `--on cluster`: a Job on the lab's real Kubernetes API server, run by
+the lab's stand-in kubelet, its output read through the API's pods/log. Either way a
+failed migration fails the command with its output; a second run changes nothing; a
+second command while one runs is refused."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
 
+from foundation.paths import ENVIRONMENTS_DIR
 from tests.conftest import CIEL, REPO_ROOT, run_ciel
-from tests.lab_support import running_lab, wait_until
+from tests.lab_support import lab_json, running_lab, wait_until
 
 pytestmark = pytest.mark.engine
 TIMEOUT = "120"
@@ -23,13 +29,16 @@ def migrate(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
     """`ciel db migrate`; its .output: what it printed, the run's lines (on stderr, with the progress) included."""
     result = run_ciel("db", "migrate", "--env", "dev", "--image-tag", "1.4.3", "--timeout", TIMEOUT, *extra, env=env)
     result.output = result.stdout + result.stderr
+    result.said = " ".join(result.stderr.split())  # the errors, as one line (the console wraps them)
     return result
 
 
 def test_migrations_run_once_on_an_api_machine_as_the_migrator_and_a_failure_fails_the_release(tmp_path):
-    work = tmp_path / "work"
+    work, environments = tmp_path / "work", tmp_path / "environments"
+    environments.mkdir()
+    shutil.copy(ENVIRONMENTS_DIR / "dev.yaml", environments)  # deploy phase2 records `phase: 2` in it
     with running_lab(work) as lab_env:
-        env = {**lab_env, "CIEL_WORK_DIR": str(work)}
+        env = {**lab_env, "CIEL_WORK_DIR": str(work), "CIEL_ENVIRONMENTS_DIR": str(environments)}
         lab = work / "lab"
         assert run_ciel("state", "bootstrap", "--env", "dev", env=env).returncode == 0
         deployed = run_ciel("deploy", "phase1", "--env", "dev", "--yes", "--no-verify", env=env)
@@ -42,7 +51,7 @@ def test_migrations_run_once_on_an_api_machine_as_the_migrator_and_a_failure_fai
         failed = migrate(env)
         assert failed.returncode == 1, failed.stdout[-3000:] + failed.stderr[-3000:]
         assert 'ERROR: 0001_create_photos: relation "photos" already exists' in failed.output
-        assert "Migration failed" in failed.stderr and "exit 1" in failed.stderr and "do not deploy" in failed.stderr
+        assert "Migration failed" in failed.said and "exit 1" in failed.said and "do not deploy" in failed.said
         databases = lab / "databases"
         assert not any(databases.glob("*.json"))  # nothing applied
         (faults / "migration").unlink()
@@ -81,10 +90,58 @@ def test_migrations_run_once_on_an_api_machine_as_the_migrator_and_a_failure_fai
                        seconds=60, what="the first run to start on the machine")
             second = migrate(env)
             assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
-            assert "has not reported its end: one migration runs at a time" in second.stderr
+            assert "has not reported its end: one migration runs at a time" in second.said
             stdout, stderr = first.communicate(timeout=120)
         finally:
             first.kill()
         assert first.returncode == 0, stdout[-3000:] + stderr[-3000:]
         assert (stdout + stderr).count("applying") == 3
 
+
+        # Phase 2: the same migrations as a Job in the cluster, beside the instances.
+        deployed = run_ciel("deploy", "phase2", "--env", "dev", "--yes", "--no-verify", env=env)
+        assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+        database.unlink()
+        (faults / "migration-seconds").unlink()
+        (faults / "migration").write_text("deadlock detected")
+        failed = migrate(env, "--on", "cluster")
+        assert failed.returncode == 1, failed.output[-3000:]
+        assert "│ ERROR: 0001_create_photos: deadlock detected" in failed.output
+        assert "Migration failed" in failed.said and "kubectl -n ciel logs job/migrate-" in failed.said
+        (faults / "migration").unlink()
+        done = migrate(env, "--on", "cluster")
+        assert done.returncode == 0, done.output[-3000:]
+        assert "on the cluster (namespace ciel)" in done.output and done.output.count("│ applying") == 3
+        assert json.loads(database.read_text())[-1] == "0003_index_photos_by_album"
+        again = migrate(env, "--on", "cluster")
+        assert again.returncode == 0 and "│ ciel 1.4.3: schema at 0003_index_photos_by_album, 0 pending" in again.output
+        jobs = _migration_jobs(lab_env, tmp_path)
+        assert [job["status"] for job in jobs] == ["Failed", "Complete", "Complete"], jobs
+        assert all(job["env_from"] == [{"secretRef": {"name": "ciel-migrator"}}] for job in jobs)
+
+
+def _migration_jobs(lab_env: dict[str, str], tmp_path) -> list[dict]:
+    """The migration Jobs on the lab's Kubernetes API server (through the cluster's own
+    kubeconfig), oldest first."""
+    import base64
+
+    import yaml
+    from kubernetes import client
+
+    from lab.kubernetes.apiserver import admin_client
+
+    project = lab_env["SCW_DEFAULT_PROJECT_ID"]
+    [cluster] = lab_json(lab_env, f"/k8s/v1/regions/fr-par/clusters?project_id={project}")["clusters"]
+    kubeconfig = yaml.safe_load(base64.b64decode(
+        lab_json(lab_env, f"/k8s/v1/regions/fr-par/clusters/{cluster['id']}/kubeconfig")["content"]))
+    ca_file = tmp_path / "cluster-ca.pem"
+    ca_file.write_bytes(base64.b64decode(kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"]))
+    api = admin_client(kubeconfig["clusters"][0]["cluster"]["server"], kubeconfig["users"][0]["user"]["token"], ca_file)
+    jobs = client.BatchV1Api(api).list_namespaced_job("ciel", label_selector="app.kubernetes.io/component=migration")
+    found = []
+    for job in sorted(jobs.items, key=lambda job: job.metadata.creation_timestamp):
+        container = job.spec.template.spec.containers[0]
+        status = next((c.type for c in job.status.conditions or [] if c.type in ("Complete", "Failed")), None)
+        found.append({"name": job.metadata.name, "status": status,
+                      "env_from": api.sanitize_for_serialization(container.env_from)})
+    return found

@@ -52,7 +52,7 @@ def test_offline_phase2_records_nothing():
 def test_the_cli_prints_both_steps_and_says_nothing_was_applied():
     result = run_ciel("deploy", "phase2", "--env", "dev")
     assert result.returncode == 0, result.stderr
-    assert "cluster step:" in result.stdout and "workloads step: 14 to add" in result.stdout
+    assert "cluster step:" in result.stdout and "workloads step: 15 to add" in result.stdout
     assert "unchanged by phase 2" in result.stdout and "OFFLINE: nothing was applied" in result.stdout
 
 

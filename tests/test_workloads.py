@@ -224,3 +224,27 @@ def test_a_secret_rotation_rolls_the_pods_and_no_rotation_leaves_their_template_
     rotated = config.model_copy(update={"secret_rotations": {"paseto-access-key": 2}})
     for template in templates(rotated).values():
         assert template["annotations"] == {"ciel-infra/secret-rotations": "paseto-access-key=2"}
+
+
+def test_the_migration_job_runs_once_as_the_migrator_under_the_apps_egress_policy():
+    from k8s.workloads import MIGRATOR_SECRETS, migration_job
+
+    config = config_for("prod")
+    job = migration_job(config, image="rg.fr-par.scw.cloud/ciel-prod/ciel:2.0.1", run_id="20261127t101500z-0a1b2c3d",
+                        deadline_seconds=900)
+    kubernetes_validate.validate(job, config.k8s_version, strict=True)
+    assert job["metadata"]["name"] == "migrate-20261127t101500z-0a1b2c3d"
+    spec = job["spec"]
+    assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 900
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never" and pod["imagePullSecrets"] == [{"name": "ciel-registry"}]
+    [container] = pod["containers"]
+    assert container["env"] == [{"name": "APP_MODE", "value": "migrate"}]
+    # The migrator's URL alone: not the app's Secret, not its ConfigMap.
+    assert container["envFrom"] == [{"secretRef": {"name": MIGRATOR_SECRETS}}]
+    # Its pods fall under app-egress (the database on the private network).
+    egress = objects_of("prod")[("NetworkPolicy", "app-egress")]["spec"]["podSelector"]["matchLabels"]
+    assert egress.items() <= spec["template"]["metadata"]["labels"].items()
+    # The workloads give the namespace that Secret; rendered for GitOps, its key and not its value.
+    secret = objects_of("prod")[("Secret", MIGRATOR_SECRETS)]
+    assert secret["metadata"]["annotations"]["ciel-infra/keys"] == "DATABASE_URL" and "data" not in secret

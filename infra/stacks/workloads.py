@@ -61,6 +61,7 @@ INPUTS = (
     Input("redis_ca_cert_b64", False, ""),  # empty: the self-managed Redis (no TLS)
     Input("registry_pull_secret_key", True, "00000000-0000-4000-8000-00000000000c"),
     Input("database_url", True, "postgresql://offline"),
+    Input("migrator_database_url", True, "postgresql://offline-migrator"),
     Input("redis_url", True, "redis://offline"),
     Input("media_access_key", True, "SCWOFFLINEPLACEHOLD1"),
     Input("media_secret_key", True, "00000000-0000-4000-8000-00000000000d"),
@@ -106,6 +107,7 @@ class WorkloadsStack(TerraformStack):
             queue_url=var["queue_url"],
             redis_ca_cert_b64=var["redis_ca_cert_b64"],
             secrets={key: var[source] for key, source in SECRET_SOURCES.items()},
+            migrator_database_url=var["migrator_database_url"],
             docker_config_json=docker_config,
         )
         self.manifests = build(config, self.inputs)

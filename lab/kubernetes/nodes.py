@@ -14,7 +14,9 @@ validates objects, and this loop stands in for the rest, read from the API as th
   the ready pods and checking their health path, reloaded gracefully when pods change.
   The Service's status then shows that address, as the CCM sets it.
 
-Pods are not created as Pod objects (nothing would run them); `kubectl get pods` is empty.
+A Deployment's pods are not created as Pod objects (nothing would run them). Jobs are
+lab/kubernetes/jobs.py's: their pods are Pod objects, on a Node whose kubelet serves their
+logs.
 """
 
 from __future__ import annotations
@@ -94,6 +96,10 @@ class ClusterNodes:
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
         self.fault_file = runtime.directory / CLUSTER_FAULT_FILE
+        from lab.kubernetes.jobs import JobRunner
+        from lab.objectstorage import Authority
+
+        self.jobs = JobRunner(api_client, runtime, Authority(runtime.directory))  # and the node their pods run on
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -108,6 +114,7 @@ class ClusterNodes:
         for workload in self.workloads.values():
             for pod in workload.pods:
                 self.runtime.supervisor.stop(self._process(pod), timeout=5)
+        self.jobs.stop()
 
     def _loop(self) -> None:
         while not self.stopping.is_set():
@@ -127,6 +134,7 @@ class ClusterNodes:
             for pod in self.workloads.pop(key).pods:
                 self.runtime.supervisor.stop(self._process(pod))
         self._refresh_services()
+        self.jobs.reconcile()
 
     # --- kubelets ---------------------------------------------------------------------------
 
