@@ -4,11 +4,13 @@ the real S3 backend with a lock file. Apply, then a re-plan that must find nothi
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import pytest
 
 from tests.conftest import run_ciel
-from tests.lab_support import running_lab
+from tests.lab_support import lab_answer, lab_json, running_lab
 
 pytestmark = pytest.mark.engine
 
@@ -36,6 +38,24 @@ def test_deploy_phase1_applies_everything_and_the_next_deploy_finds_nothing_to_c
         assert "0 to add, 0 to change, 0 to destroy" in again.stdout
         assert "Nothing to apply" in again.stdout
         assert f"{env}/ciel-{env}-core.tfstate" in state_keys(lab_env)
+        if env == "prod":
+            _a_cdn_without_its_route_fails_verifys_cdn_check_alone(lab_env, tmp_path, engine)
+
+
+def _a_cdn_without_its_route_fails_verifys_cdn_check_alone(lab_env: dict[str, str], work_dir, engine: str) -> None:
+    """The deploy verified the CDN; with the pipeline's backend stage deleted (the route to
+    the bucket gone), the cdn check fails and the storage check beside it still passes."""
+    api = "/edge-services/v1beta1"
+    [pipeline] = lab_json(lab_env, f"{api}/pipelines?project_id={lab_env['SCW_DEFAULT_PROJECT_ID']}")["pipelines"]
+    [backend] = lab_json(lab_env, f"{api}/pipelines/{pipeline['id']}/backend-stages")["stages"]
+    status, _ = lab_answer(lab_env, f"{api}/backend-stages/{backend['id']}", method="DELETE")
+    assert status in (200, 204)
+    result = run_ciel("verify", "--env", "prod", "--json", "--check", "storage", "--check", "cdn", "--wait", "5",
+                      "--engine", engine, env={**lab_env, "CIEL_WORK_DIR": str(work_dir)})
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    checks = {check["name"]: check for check in json.loads(result.stdout)["checks"]}
+    assert checks["storage"]["status"] == "pass" and checks["cdn"]["status"] == "fail"
+    assert "answered 502" in checks["cdn"]["detail"] and "backend stage" in checks["cdn"]["detail"]
 
 
 def test_deploy_phase2_applies_the_cluster_step_beside_phase1_and_replans_empty(tmp_path):
