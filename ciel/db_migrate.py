@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from ciel import credentials as creds
-from foundation.errors import UsageError
+from foundation.errors import CielError, UsageError
 from foundation.http import http_call
 from foundation.process import say
 from infra.config import EnvironmentConfig
@@ -61,6 +61,13 @@ MIGRATION_JOBS = "app.kubernetes.io/component=migration"
 
 class MigrationFailed(Exception):
     """The migration ran and failed, or never reported its end: the release must stop."""
+
+
+class NoRunnerYet(CielError):
+    """Nothing can run a migration yet: the environment was never deployed, or by a ciel
+    from before `ciel db migrate`. The deploy installs the runner; migrate right after it."""
+
+    exit_code = 4
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,9 @@ def migrate(config: EnvironmentConfig, *, found: creds.Credentials, outputs: dic
     if not found.live:
         return outcome
     outputs = outputs or {}
+    if not outputs.get("secret_manager_path"):
+        raise NoRunnerYet(f"{config.name} was never deployed (its core stack has no outputs): there is no database "
+                          f"to migrate yet. Run `ciel deploy phase1 --env {config.name}`, then `ciel db migrate`")
     runner = _ClusterRun(config, outputs) if place == "cluster" else _InstanceRun(config, found, outputs)
     runner.refuse_if_running(timeout)
     request = MigrationRequest(id=datetime.now(timezone.utc).strftime("%Y%m%dt%H%M%Sz-") + uuid.uuid4().hex[:8],
@@ -197,8 +207,10 @@ class _RequestSecret:
         found = self.api.list_secrets_all(region=config.region, project_id=project_id, name=MIGRATION_REQUEST_SECRET,
                                           path=path, scheduled_for_deletion=False)
         if not found:
-            raise UsageError(f"no secret {path}/{MIGRATION_REQUEST_SECRET} in {config.name}: it comes with the core "
-                             f"stack of this version of ciel; run `ciel deploy phase1 --env {config.name}` first")
+            raise NoRunnerYet(f"no secret {path}/{MIGRATION_REQUEST_SECRET} in {config.name}, so no machine runs "
+                              "migrations yet: it comes with the core stack of this version of ciel. Run `ciel deploy "
+                              f"phase1 --env {config.name}`, then `ciel db migrate` before the new version gets "
+                              "traffic")
         self.secret_id, self.path = found[0].id, path
 
     def newest(self) -> tuple[MigrationRequest | None, float]:
@@ -327,6 +339,11 @@ class _ClusterRun:
         api = api_client(str(outputs["kube_host"]), str(outputs["kube_token"]), kube_ca_file(outputs))
         self.batch, self.core = client.BatchV1Api(api), client.CoreV1Api(api)
         self.job_name = ""
+        if not any(secret.metadata.name == MIGRATOR_SECRETS
+                   for secret in self.core.list_namespaced_secret(NAMESPACE).items):
+            raise NoRunnerYet(f"namespace {NAMESPACE} has no Secret {MIGRATOR_SECRETS} (workloads deployed by a ciel "
+                              f"from before `ciel db migrate`): run `ciel deploy phase2 --env {config.name}`, then "
+                              "`ciel db migrate`")
 
     @property
     def where_output(self) -> str:

@@ -41,6 +41,10 @@ def test_migrations_run_once_on_an_api_machine_as_the_migrator_and_a_failure_fai
         env = {**lab_env, "CIEL_WORK_DIR": str(work), "CIEL_ENVIRONMENTS_DIR": str(environments)}
         lab = work / "lab"
         assert run_ciel("state", "bootstrap", "--env", "dev", env=env).returncode == 0
+        # Nothing deployed: nothing to migrate yet, which the deploy workflow tells apart (exit 4).
+        early = migrate(env)
+        assert early.returncode == 4, early.output[-2000:]
+        assert "dev was never deployed" in early.said and "then `ciel db migrate`" in early.said
         deployed = run_ciel("deploy", "phase1", "--env", "dev", "--yes", "--no-verify", env=env)
         assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
 

@@ -435,3 +435,10 @@ def test_each_environment_migrates_its_database_before_it_deploys():
     assert deploys and migrate < min(deploys)
     assert "continue-on-error" not in steps[migrate] and "|| true" not in runs[migrate]
     assert '--image-tag "$IMAGE_TAG"' in runs[migrate]
+    # Only "nothing runs migrations yet" (exit 4) lets the deploy go first; then it migrates.
+    assert '"$status" -eq 4' in runs[migrate] and 'exit "$status"' in runs[migrate]
+    after = [index for index, run in enumerate(runs) if "ciel db migrate" in run and index > max(deploys)]
+    assert len(after) == 1 and steps[after[0]]["if"] == "${{ steps.migrate.outputs.after_deploy == 'true' }}"
+    from ciel.db_migrate import NoRunnerYet
+
+    assert NoRunnerYet.exit_code == 4
