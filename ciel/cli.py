@@ -360,13 +360,12 @@ def db_migrate(
     per environment, and a failed migration fails the command, so a release stops
     before `ciel deploy`. Without credentials it prints these steps and calls nothing.
     """
-    from ciel.db_migrate import PLACES, MigrationFailed, migrate
+    from ciel.db_migrate import MigrationFailed, check_place, migrate
     from ciel.deploy import load_config
     from ciel import credentials as creds
 
     config = load_config(env, image_tag)
-    if on not in (None, *PLACES):
-        raise UsageError(f"--on {on!r}: choose instances or cluster")
+    check_place(config, on)
     found = creds.detect(offline)
     outputs = None
     if found.live:

@@ -138,13 +138,23 @@ def steps(config: EnvironmentConfig, image: str, timeout: float, place: str) -> 
     ]
 
 
+def check_place(config: EnvironmentConfig, place: str | None) -> str:
+    """Where the migration runs, refused before any call if it cannot run there."""
+    place = place or default_place(config)
+    if place not in PLACES:
+        raise UsageError(f"--on {place!r}: choose instances or cluster")
+    if place == "instances" and not config.ship_logs_to_cockpit:
+        raise UsageError(f"{config.name} keeps its logs on the machines (ship_logs_to_cockpit: false): `ciel db "
+                         "migrate` follows a run on the instances in Cockpit. Set ship_logs_to_cockpit: true and "
+                         "deploy, or run it on the cluster (--on cluster)")
+    return place
+
+
 def migrate(config: EnvironmentConfig, *, found: creds.Credentials, outputs: dict | None,
             timeout: float = TIMEOUT, place: str | None = None, echo: Callable[[str], None] = say) -> MigrationOutcome:
     """Offline: the steps. Live: run them against `outputs` (the core stack's, sensitive
     ones included); MigrationFailed if the migration fails or never ends."""
-    place = place or default_place(config)
-    if place not in PLACES:
-        raise UsageError(f"--on {place!r}: choose instances or cluster")
+    place = check_place(config, place)
     image = image_reference((outputs or {}).get("registry_endpoint") or "<registry_endpoint>", config)
     outcome = MigrationOutcome(live=found.live, steps=steps(config, image, timeout, place))
     if not found.live:
@@ -173,10 +183,6 @@ def migrate(config: EnvironmentConfig, *, found: creds.Credentials, outputs: dic
 
 class _InstanceRun:
     def __init__(self, config: EnvironmentConfig, found: creds.Credentials, outputs: dict) -> None:
-        if not config.ship_logs_to_cockpit:
-            raise UsageError(f"{config.name} keeps its logs on the machines (ship_logs_to_cockpit: false): `ciel db "
-                             "migrate` follows the run in Cockpit. Set ship_logs_to_cockpit: true and deploy, or "
-                             "run it on the cluster (--on cluster)")
         self.config, self.outputs = config, outputs
         self.client = found.sdk_client(zone=config.zone, region=config.region)
         self.requests = _RequestSecret(self.client, config, found.project_id, outputs)

@@ -70,3 +70,13 @@ def test_the_stand_in_image_refuses_to_migrate_with_the_apps_role(tmp_path):
     applied = run("ciel_migrator")
     assert applied.returncode == 0 and "3 pending" in applied.stdout
     assert (tmp_path / "databases" / "10.0.0.5_5432_ciel.json").exists()
+
+
+def test_a_run_on_instances_that_keep_their_logs_is_refused_before_any_call(environments_dir):
+    from foundation.paths import ENVIRONMENTS_DIR
+
+    (environments_dir / "dev.yaml").write_text((ENVIRONMENTS_DIR / "dev.yaml").read_text()
+                                               + "ship_logs_to_cockpit: false\n")
+    refused = run_ciel("db", "migrate", "--env", "dev", env={"SCW_API_URL": "http://127.0.0.1:9"})
+    assert refused.returncode == 2 and "ship_logs_to_cockpit: false" in refused.stderr
+    assert "--on cluster" in " ".join(refused.stderr.split())
