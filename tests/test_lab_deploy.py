@@ -9,6 +9,8 @@ import json
 import boto3
 import pytest
 
+from infra.alerts import preconfigured_alert_ids
+from infra.config import load_environment
 from tests.conftest import run_ciel
 from tests.lab_support import lab_answer, lab_json, running_lab
 
@@ -38,6 +40,11 @@ def test_deploy_phase1_applies_everything_and_the_next_deploy_finds_nothing_to_c
         assert "0 to add, 0 to change, 0 to destroy" in again.stdout
         assert "Nothing to apply" in again.stdout
         assert f"{env}/ciel-{env}-core.tfstate" in state_keys(lab_env)
+        # The alert rules on the plan's signals it runs are enabled (infra/alerts.py), and stay so.
+        enabled = lab_json(lab_env, "/cockpit/v1/regions/fr-par/alerts?is_preconfigured=true&rule_status=enabled"
+                                    f"&project_id={lab_env['SCW_DEFAULT_PROJECT_ID']}")["alerts"]
+        assert sorted(alert["preconfigured_data"]["preconfigured_rule_id"] for alert in enabled) == \
+            preconfigured_alert_ids(load_environment(env)) and len(enabled) >= 8
         if env == "prod":
             _a_cdn_without_its_route_fails_verifys_cdn_check_alone(lab_env, tmp_path, engine)
 

@@ -180,7 +180,8 @@ class EnvironmentConfig(BaseModel):
     enable_admin_token: bool = Field(False, description="Generate an admin API token in Secret Manager.")
     secret_rotations: dict[str, int] = Field(default_factory=dict, description="How many times each generated secret was rotated (set by `ciel secrets rotate`); a higher number generates a new value.")
     alert_email: Optional[str] = Field(None, description="Email contact point of the Cockpit alert manager; unset: alerts fire to no one.")
-    preconfigured_alert_ids: list[str] = Field(default_factory=list, description="Cockpit preconfigured alert rule IDs to enable (see docs/observability.md).")
+    alerts: bool = Field(True, description="Enable Cockpit's preconfigured alert rules on the plan's scaling signals that this environment runs (infra/alerts.py, docs/observability.md).")
+    preconfigured_alert_ids: list[str] = Field(default_factory=list, description="More Cockpit preconfigured alert rule IDs to enable, beside those `alerts` enables (see docs/observability.md).")
     metrics_retention_days: int = Field(31, ge=1, le=365, description="Retention of the Cockpit metrics source.")
     logs_retention_days: int = Field(7, ge=1, le=365, description="Retention of the Cockpit logs source.")
 

@@ -3,14 +3,16 @@
 A metrics and a logs data source (the deprecated `scaleway_cockpit` is not used), a push
 token for the machines' agents, and the alert manager with an email contact point.
 Preconfigured alerts are enabled by ID: listing them needs the live API (a data source),
-which the offline path cannot call, so their IDs come from configuration. What each of
-the plan's scaling triggers maps to is in docs/observability.md.
+which the offline path cannot call, so their IDs are pinned in infra/alerts.py, which
+picks those on the plan's signals that the environment runs (`alerts: false` turns them
+off; `preconfigured_alert_ids` adds more). The table is in docs/observability.md.
 """
 
 from __future__ import annotations
 
 from constructs import Construct
 
+from infra.alerts import preconfigured_alert_ids
 from infra.config import EnvironmentConfig
 from infra.providers import scaleway
 
@@ -37,4 +39,4 @@ class Observability(Construct):
         contacts = [alert_manager.CockpitAlertManagerContactPoints(email=config.alert_email)] if config.alert_email else None
         self.alert_manager = alert_manager.CockpitAlertManager(
             self, "alert_manager", region=config.region, contact_points=contacts,
-            preconfigured_alert_ids=config.preconfigured_alert_ids or None)
+            preconfigured_alert_ids=preconfigured_alert_ids(config) or None)
