@@ -4,7 +4,10 @@ The plan names the signals that say "act" (scale up, move to the next tier, or f
 something). Cockpit's preconfigured alert rules cover those that Scaleway measures
 itself; each is pinned here by its rule id (offline plans cannot list them: the data
 source needs the live API), with the threshold Scaleway gives it and the action this
-project recommends. A rule is enabled when the environment runs what it watches.
+project recommends. A rule is enabled when the environment's configuration has what it
+watches, not when its phase does: the alert manager is a shared resource, which `deploy
+phase2` and the cutover's retire step must leave unchanged (a rule on instances that are
+gone, or on a cluster not yet there, never fires).
 
 Signals no preconfigured rule covers (5xx ratio, p95 latency, queue depth and oldest
 message age, dead-letter queue, certificate expiry) need custom rules on Cockpit's
@@ -35,10 +38,6 @@ class AlertedSignal:
     applies: Callable[[EnvironmentConfig], bool]
 
 
-def _instances(config: EnvironmentConfig) -> bool:
-    return not config.instances_retired
-
-
 def _load_balancer(config: EnvironmentConfig) -> bool:
     return config.enable_load_balancer
 
@@ -51,15 +50,11 @@ def _managed_redis(config: EnvironmentConfig) -> bool:
     return config.use_managed_redis
 
 
-def _cluster(config: EnvironmentConfig) -> bool:
-    return config.phase == 2
-
-
 ALERTED = (
     AlertedSignal("API CPU (instances)", PreconfiguredRule(
         "1c16c699-e00e-4be8-b05d-d8cd2797f2a7", "InstanceHighCPUUsage", "Instance", "> 90 % for 10 minutes"),
         "raise api_instance_count or api_instance_type (or move to the next tier), then `ciel deploy phase1`",
-        _instances),
+        _always),
     AlertedSignal("database CPU", PreconfiguredRule(
         "615245e6-3882-4d99-8798-d17ca1c95645", "PostgreSQLHighCPULoad", "PostgreSQL", "> 80 % for 10 minutes"),
         "a larger db_node_type (growth → scale), or a read replica for read-heavy load", _always),
@@ -93,7 +88,7 @@ ALERTED = (
     AlertedSignal("cluster nodes not ready", PreconfiguredRule(
         "dc9b67ae-baa6-4a37-907d-2a6c31304561", "NodesNotReady", "Kubernetes", "> 0 for 10 minutes"),
         "the pool's nodes in the console (autohealing replaces them); a pool at its maximum: raise "
-        "k8s_pool_max_size", _cluster),
+        "k8s_pool_max_size", _always),
 )
 
 # The plan's signals with no preconfigured rule, and why they are not alerted yet.

@@ -34,20 +34,27 @@ def test_pinned_rules_are_in_the_local_scaleways_catalogue_under_the_same_name()
         assert catalogue.get(signal.rule.rule_id) == (signal.rule.name, signal.rule.product), signal.signal
 
 
+EVERY_ENVIRONMENT = {"InstanceHighCPUUsage", "PostgreSQLHighCPULoad", "PostgresqlTooManyConnections",
+                     "PostgreSQLHighStorageUsage", "NodesNotReady"}
+LOAD_BALANCER = {"LBBackendServerDown", "LBBackendDown", "LBHighConnectionLoad", "LBHighCPULoad"}
+
+
 @pytest.mark.parametrize(("env", "overrides", "expected"), [
-    ("dev", {}, {"InstanceHighCPUUsage", "PostgreSQLHighCPULoad", "PostgresqlTooManyConnections",
-                 "PostgreSQLHighStorageUsage", "LBBackendServerDown", "LBBackendDown", "LBHighConnectionLoad",
-                 "LBHighCPULoad"}),
-    ("prod", {}, {"InstanceHighCPUUsage", "PostgreSQLHighCPULoad", "PostgresqlTooManyConnections",
-                  "PostgreSQLHighStorageUsage", "HighMemoryUsage", "HighCpuUsage", "LBBackendServerDown",
-                  "LBBackendDown", "LBHighConnectionLoad", "LBHighCPULoad"}),
-    ("dev", {"phase": 2}, {"InstanceHighCPUUsage", "PostgreSQLHighCPULoad", "PostgresqlTooManyConnections",
-                           "PostgreSQLHighStorageUsage", "LBBackendServerDown", "LBBackendDown",
-                           "LBHighConnectionLoad", "LBHighCPULoad", "NodesNotReady"}),
+    ("dev", {}, EVERY_ENVIRONMENT | LOAD_BALANCER),
+    ("prod", {}, EVERY_ENVIRONMENT | LOAD_BALANCER | {"HighMemoryUsage", "HighCpuUsage"}),
+    ("dev", {"enable_load_balancer": False, "enable_https": False}, EVERY_ENVIRONMENT),
     ("dev", {"alerts": False}, set()),
 ])
-def test_an_environment_gets_the_rules_of_what_it_runs(env, overrides, expected):
+def test_an_environment_gets_the_rules_of_what_its_configuration_runs(env, overrides, expected):
     assert {signal.rule.name for signal in alerted_signals(config_for(env, **overrides))} == expected
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_neither_phase_2_nor_the_retire_step_changes_the_rules(env):
+    """The alert manager is shared: deploy phase2 and the retire step refuse to change it."""
+    phase1 = preconfigured_alert_ids(config_for(env))
+    assert preconfigured_alert_ids(config_for(env, phase=2)) == phase1
+    assert preconfigured_alert_ids(config_for(env, phase=2, traffic="cluster", instances_retired=True)) == phase1
 
 
 def test_the_alert_manager_enables_them_and_the_extra_ids_once():
