@@ -467,14 +467,16 @@ def cost(
         found, message = costs.refresh(env)
         (out if found is not None else err).print(message, highlight=False, markup=False)
     config, table, lines = costs.environment_cost(env)
-    listing = Table(title=f"Monthly cost — {env} (tier {config.tier}), prices of {table.as_of}")
+    origins = sorted({line.origin for line in lines})
+    listing = Table(title=f"Monthly cost — {env} (tier {config.tier})")
     for column, justify in (("item", "left"), ("offer", "left"), ("qty", "right"), ("unit €", "right"),
-                            ("€/month", "right")):
+                            ("€/month", "right"), ("price from", "right")):
         listing.add_column(column, justify=justify)
     for line in lines:
         unit = f"{line.unit_price:.2f}" if line.unit_price >= 1 else f"{line.unit_price:.3f}"
-        listing.add_row(line.item, line.offer, f"{line.quantity:g}", unit, f"{line.monthly:.2f}")
-    listing.add_row("total", "", "", "", f"{total(lines):.2f}", style="bold")
+        listing.add_row(line.item, line.offer, f"{line.quantity:g}", unit, f"{line.monthly:.2f}",
+                        f"[{origins.index(line.origin) + 1}]")
+    listing.add_row("total", "", "", "", f"{total(lines):.2f}", "", style="bold")
     out.print(listing)
     if config.phase == 1:
         _, _, both = costs.both_phases_cost(env)
@@ -488,7 +490,8 @@ def cost(
         out.print(added)
         out.print(f"While both phases run: {total(both):.2f} €/month (phase 1 alone: {total(lines):.2f}).")
     out.print("Usage-priced, not included: " + "; ".join(f"{name} ({unit})" for name, unit in USAGE_PRICED))
-    out.print(f"Price source: {table.source}")
+    for number, origin in enumerate(origins, 1):
+        out.print(f"[{number}] {origin}", highlight=False, markup=False)
     tiers = Table(title="The plan's tiers beside our figures (a bare environment at each tier)")
     for column in ("tier", "plan's target €/month", "ours €/month", "difference"):
         tiers.add_column(column)

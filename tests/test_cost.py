@@ -19,7 +19,8 @@ def test_cost_command_prints_its_lines_a_total_and_the_tier_table():
     result = run_ciel("cost", "--env", "dev")
     assert result.returncode == 0, result.stderr
     for text in ("instances (1 api, 1 redis, 1 worker)", "load balancer", "PostgreSQL 16", "public gateway", "total",
-                 "Price source:", "plan's target", "mvp", "growth", "scale"):
+                 "[1] Scaleway public price list, fr-par (hourly × 730), 2026-08-15", "price from", "plan's target",
+                 "mvp", "growth", "scale"):
         assert text in result.stdout
 
 
@@ -103,10 +104,20 @@ def test_refresh_reads_the_catalog_through_the_sdk_and_cost_then_uses_it(monkeyp
     assert found == {"instance": {"DEV1-S": 7.3}, "load_balancer": {"LB-S": 12.5}}
     assert _Catalog.requests and _Catalog.requests[0].startswith("/product-catalog/v2alpha1/public-catalog/products")
     assert "zone=fr-par-1" in _Catalog.requests[0]
-    table = load_prices()
-    assert table.price("instance", "DEV1-S") == 7.3 and table.price("instance", "DEV1-M") == 14.45
-    assert "product catalog" in table.source
-    refreshed_price_file().unlink()
+    try:
+        table = load_prices()
+        assert table.price("instance", "DEV1-S") == 7.3 and table.price("instance", "DEV1-M") == 14.45
+        # Each price says where it comes from: the catalog for the two it had, the dated table for the rest.
+        today = costs.date.today().isoformat()
+        assert table.origin("instance", "DEV1-S") == f"Scaleway public product catalog (v2alpha1), fr-par-1, {today}"
+        assert table.origin("instance", "DEV1-M") == f"{table.source}, {table.as_of}" and table.as_of == "2026-08-15"
+        origins = {line.offer: line.origin for line in costs.environment_cost("dev")[2]}
+        assert "product catalog" in origins["DEV1-S"] and "product catalog" in origins["LB-S"]
+        assert origins["DB-DEV-S"] == "Scaleway public price list, fr-par (hourly × 730), 2026-08-15"
+        shown = run_ciel("cost", "--env", "dev").stdout
+        assert "[1] Scaleway public price list" in shown and "[2] Scaleway public product catalog" in shown
+    finally:
+        refreshed_price_file().unlink()
 
 
 def test_refresh_without_network_falls_back_to_the_dated_table_and_says_so():
@@ -118,7 +129,7 @@ def test_refresh_without_network_falls_back_to_the_dated_table_and_says_so():
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert "Could not read Scaleway's product catalog" in result.stderr and "prices.yaml" in result.stderr
-    assert "Monthly cost — dev" in result.stdout and "Price source:" in result.stdout
+    assert "Monthly cost — dev" in result.stdout and "[1] Scaleway public price list" in result.stdout
 
 
 def test_cost_shows_what_phase_2_adds_and_the_total_while_both_phases_run():

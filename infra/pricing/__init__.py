@@ -10,7 +10,7 @@ storage, traffic) are listed with no fixed price.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -36,6 +36,7 @@ class CostLine:
     offer: str
     quantity: float
     unit_price: float
+    origin: str = ""  # where the unit price comes from, and its date
 
     @property
     def monthly(self) -> float:
@@ -47,6 +48,9 @@ class PriceTable:
     prices: dict
     as_of: str
     source: str
+    # (section, offer or "") → "<source>, <date>" for prices the refreshed copy replaced;
+    # the others are the dated table's.
+    refreshed: dict = field(default_factory=dict)
 
     def price(self, section: str, offer: str | None = None) -> float:
         value = self.prices[section]
@@ -56,6 +60,13 @@ class PriceTable:
             raise KeyError(f"no price for {section} offer {offer!r} in the price table ({self.source})")
         return float(value[offer])
 
+    def origin(self, section: str, offer: str | None = None) -> str:
+        return self.refreshed.get((section, offer or ""), f"{self.source}, {self.as_of}")
+
+    def line(self, item: str, offer: str, quantity: float, section: str, priced_as: str | None = None) -> CostLine:
+        """A cost line priced from `section` (per offer `priced_as`, when the section has offers)."""
+        return CostLine(item, offer, quantity, self.price(section, priced_as), self.origin(section, priced_as))
+
 
 def refreshed_price_file() -> Path:
     """Per checkout (not in git): prices re-read from the catalog by `ciel cost --refresh`."""
@@ -63,14 +74,17 @@ def refreshed_price_file() -> Path:
 
 
 def load_prices(prefer_refreshed: bool = True) -> PriceTable:
+    """The dated table, with the prices `ciel cost --refresh` found replacing theirs (and
+    only those: each line says which source priced it)."""
     document = yaml.safe_load(PRICE_FILE.read_text())
-    refreshed = refreshed_price_file()
-    if prefer_refreshed and refreshed.exists():
-        update = yaml.safe_load(refreshed.read_text())
+    refreshed_file, refreshed = refreshed_price_file(), {}
+    if prefer_refreshed and refreshed_file.exists():
+        update = yaml.safe_load(refreshed_file.read_text())
         for section, offers in update.get("prices", {}).items():
             document.setdefault(section, {}).update(offers)
-        document["as_of"], document["source"] = update["as_of"], update["source"]
-    return PriceTable(prices=document, as_of=str(document["as_of"]), source=str(document["source"]))
+            refreshed.update({(section, offer): f"{update['source']}, {update['as_of']}" for offer in offers})
+    return PriceTable(prices=document, as_of=str(document["as_of"]), source=str(document["source"]),
+                      refreshed=refreshed)
 
 
 def _resources(synthesized: dict, type_: str) -> list[dict]:
@@ -87,49 +101,48 @@ def cost_lines(synthesized: dict, table: PriceTable) -> list[CostLine]:
         by_type.setdefault(server["type"], []).append(role)
     for offer, roles in sorted(by_type.items()):
         counted = ", ".join(f"{roles.count(role)} {role}" for role in sorted(set(roles)))
-        lines.append(CostLine(f"instances ({counted})", offer, len(roles), table.price("instance", offer)))
+        lines.append(table.line(f"instances ({counted})", offer, len(roles), "instance", offer))
     if servers:
         size = table.price("instance_root_volume_size_gb")
-        lines.append(CostLine(f"instance root volumes ({size:.0f} GB each)", "SBS", len(servers) * size,
-                              table.price("instance_root_volume_gb")))
+        lines.append(table.line(f"instance root volumes ({size:.0f} GB each)", "SBS", len(servers) * size,
+                                "instance_root_volume_gb"))
     for lb in _resources(synthesized, "scaleway_lb"):
-        lines.append(CostLine("load balancer", lb["type"], 1, table.price("load_balancer", lb["type"])))
+        lines.append(table.line("load balancer", lb["type"], 1, "load_balancer", lb["type"]))
     for db in _resources(synthesized, "scaleway_rdb_instance"):
         nodes = 2 if db.get("is_ha_cluster") else 1
         label = "PostgreSQL 16" + (" (HA: 2 nodes)" if nodes == 2 else "")
-        lines.append(CostLine(label, db["node_type"], nodes, table.price("database_node", db["node_type"])))
-        lines.append(CostLine(f"database volume ({db['volume_size_in_gb']} GB per node)", db.get("volume_type", "sbs_5k"),
-                              nodes * db["volume_size_in_gb"], table.price("database_volume_gb")))
+        lines.append(table.line(label, db["node_type"], nodes, "database_node", db["node_type"]))
+        lines.append(table.line(f"database volume ({db['volume_size_in_gb']} GB per node)", db.get("volume_type", "sbs_5k"),
+                              nodes * db["volume_size_in_gb"], "database_volume_gb"))
         replicas = _resources(synthesized, "scaleway_rdb_read_replica")
         if replicas:
-            lines.append(CostLine("PostgreSQL read replicas", db["node_type"], len(replicas),
-                                  table.price("database_node", db["node_type"])))
+            lines.append(table.line("PostgreSQL read replicas", db["node_type"], len(replicas), "database_node",
+                                    db["node_type"]))
     for cluster in _resources(synthesized, "scaleway_redis_cluster"):
-        lines.append(CostLine("managed Redis", cluster["node_type"], cluster.get("cluster_size", 1),
-                              table.price("redis_node", cluster["node_type"])))
+        lines.append(table.line("managed Redis", cluster["node_type"], cluster.get("cluster_size", 1), "redis_node",
+                                cluster["node_type"]))
     for gateway in _resources(synthesized, "scaleway_vpc_public_gateway"):
-        lines.append(CostLine("public gateway", gateway["type"], 1, table.price("public_gateway", gateway["type"])))
+        lines.append(table.line("public gateway", gateway["type"], 1, "public_gateway", gateway["type"]))
     gateway_ips = _resources(synthesized, "scaleway_vpc_public_gateway_ip")
     if gateway_ips:
-        lines.append(CostLine("public gateway IP", "flexible IP", len(gateway_ips), table.price("public_gateway_ip")))
+        lines.append(table.line("public gateway IP", "flexible IP", len(gateway_ips), "public_gateway_ip"))
     for pool in _resources(synthesized, "scaleway_k8s_pool"):
-        lines.append(CostLine(f"Kapsule nodes (pool at its minimum, up to {pool.get('max_size', pool['size'])})",
-                              pool["node_type"], pool["size"], table.price("instance", pool["node_type"])))
+        lines.append(table.line(f"Kapsule nodes (pool at its minimum, up to {pool.get('max_size', pool['size'])})",
+                                pool["node_type"], pool["size"], "instance", pool["node_type"]))
     for cluster in _resources(synthesized, "scaleway_k8s_cluster"):
-        lines.append(CostLine("Kapsule control plane", cluster.get("type", "kapsule"), 1,
-                              table.price("kubernetes_control_plane")))
+        lines.append(table.line("Kapsule control plane", cluster.get("type", "kapsule"), 1, "kubernetes_control_plane"))
     for plan in _resources(synthesized, "scaleway_edge_services_plan"):
-        lines.append(CostLine("Edge Services (CDN) plan", plan["name"], 1, table.price("edge_services_plan", plan["name"])))
+        lines.append(table.line("Edge Services (CDN) plan", plan["name"], 1, "edge_services_plan", plan["name"]))
     secrets = _resources(synthesized, "scaleway_secret")
     if secrets:
-        lines.append(CostLine("Secret Manager secrets", "version", len(secrets), table.price("secret_version")))
+        lines.append(table.line("Secret Manager secrets", "version", len(secrets), "secret_version"))
     return lines
 
 
 def cluster_lb_line(cluster_lb_type: str, table: PriceTable) -> CostLine:
     """The private LB the cloud controller creates for the api Service (not in Terraform)."""
-    return CostLine("private LB of the api Service (cloud controller)", cluster_lb_type, 1,
-                    table.price("load_balancer", cluster_lb_type))
+    return table.line("private LB of the api Service (cloud controller)", cluster_lb_type, 1, "load_balancer",
+                      cluster_lb_type)
 
 
 def total(lines: list[CostLine]) -> float:
