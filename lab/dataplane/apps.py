@@ -27,7 +27,7 @@ Workers of one private network share a job queue folder, queues/<private network
 a test makes an API backend's /health fail by creating its fault file (`fault_file`).
 
 An API machine whose user data installs `ciel-migrate` gets its timer: while its app
-runs, the lab runs that very runner every second (--root: the machine's files, the lab's
+runs, the lab runs that very runner as the timer does (and at once on a new request) (--root: the machine's files, the lab's
 API for Secret Manager), with lab/dataplane/docker.py in place of Docker (the Ciel image
 is the missing piece); what it prints is the journal of ciel-migrate.service
 (`journal_file`), which the machine's Alloy ships.
@@ -54,9 +54,13 @@ from lab.processes import Supervisor
 SECRETS_CONFIG = "/etc/ciel/secrets.json"  # infra/cloudinit/secrets.py
 MIGRATION_RUNNER = "/usr/local/sbin/ciel-migrate"  # infra/cloudinit/app.py, on API machines
 MIGRATION_UNIT = "ciel-migrate.service"
-# ciel-migrate.timer starts the runner 10 s after its last run ended; the lab looks every
-# second, so that a test waits for the migration, not for the timer.
-MIGRATION_TIMER_SECONDS = 1.0
+# ciel-migrate.timer starts the runner 10 s after its last run ended, and so does the lab.
+# Between those runs the lab also starts it within a second of a new version of the
+# request secret, so that a test waits for the migration, not for the timer; a run with
+# no new request does nothing, so skipping it changes nothing but the CPU a load test shares.
+MIGRATION_TIMER_SECONDS = 10.0
+MIGRATION_LOOK_SECONDS = 1.0
+MIGRATION_REQUEST_SECRET = "migration-request"  # infra/contract.py
 MIGRATION_RUN_TIMEOUT = 600.0
 FETCH_SECRETS = "/usr/local/sbin/ciel-secrets"
 SECRET_REVISIONS = "/run/ciel/secret-revisions.json"
@@ -179,6 +183,7 @@ class AppPlane:
         self.apps: dict[str, App] = {}  # server id → the stand-in running (or draining) for it
         self._lanes: dict[str, threading.Thread] = {}  # server id → its last background operation
         self._timers: dict[str, threading.Event] = {}  # server id → set to stop its migration timer
+        self.lab = None  # the lab whose servers these are (known from the first server_started)
         self._lock = threading.RLock()
 
     # --- where things are -----------------------------------------------------------------
@@ -244,6 +249,7 @@ class AppPlane:
         """Make the server's stand-in run as its objects now describe it: started (at once, or
         after a drain still under way), restarted if they changed, stopped if they no longer
         describe one. Returns the app, or None."""
+        self.lab = lab
         with lab.store.lock:
             try:
                 app = self.app_for(lab, server)
@@ -384,15 +390,31 @@ class AppPlane:
         journal.parent.mkdir(parents=True, exist_ok=True)
 
         def tick() -> None:
-            while not stop.wait(MIGRATION_TIMER_SECONDS):
+            seen, last_run = self._migration_requests(), time.monotonic()
+            while not stop.wait(MIGRATION_LOOK_SECONDS):
+                requests = self._migration_requests()
+                if requests == seen and time.monotonic() - last_run < MIGRATION_TIMER_SECONDS:
+                    continue
                 with open(journal, "ab") as output:
                     try:
                         subprocess.run(argv, stdout=output, stderr=subprocess.STDOUT, env=environment, cwd=REPOSITORY,
                                        timeout=MIGRATION_RUN_TIMEOUT)
                     except subprocess.TimeoutExpired:
                         self.log(f"server {app.name} ({app.server_id}): ciel-migrate ran out of time")
+                seen, last_run = requests, time.monotonic()
 
         threading.Thread(target=tick, name=f"migrate-{app.server_id[:8]}", daemon=True).start()
+
+    def _migration_requests(self) -> tuple:
+        """(secret id, revision) of every version of the request secrets the lab holds."""
+        if self.lab is None:
+            return ()
+        with self.lab.store.lock:
+            secrets = {secret["id"] for secret in self.lab.objects("secret").values()
+                       if secret["name"] == MIGRATION_REQUEST_SECRET}
+            return tuple(sorted((version["secret_id"], version["revision"])
+                                for version in self.lab.objects("secret_version").values()
+                                if version["secret_id"] in secrets))
 
     def _stop(self, app: App, *, graceful: bool) -> None:
         if (timer := self._timers.pop(app.server_id, None)) is not None:
