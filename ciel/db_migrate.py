@@ -48,13 +48,13 @@ from ciel import credentials as creds
 from foundation.errors import CielError, UsageError
 from foundation.http import http_call
 from foundation.process import say
+from infra.cloudinit.app import MIGRATION_LOG_LABEL
 from infra.config import EnvironmentConfig
 from infra.contract import MIGRATE_MODE, MIGRATION_REQUEST_SECRET, MIGRATOR_SECRET
 from k8s.workloads import MIGRATOR_SECRETS, NAMESPACE, migration_job
 
 TIMEOUT = 900.0  # for the run to report its end: the timer's 10 s, a pull, the migrations
 POLL = 2.0
-RUNNER_UNIT_LABEL = "ciel-migrate"  # the `unit` label of the runner's log stream (infra/cloudinit/app.py)
 EXIT_PREFIX = "exit "
 MIGRATION_JOBS = "app.kubernetes.io/component=migration"
 
@@ -83,7 +83,7 @@ class MigrationRequest:
 
     @property
     def line_prefix(self) -> str:
-        return f"{RUNNER_UNIT_LABEL} {self.id}: "
+        return f"{MIGRATION_LOG_LABEL} {self.id}: "
 
 
 @dataclass
@@ -95,12 +95,8 @@ class MigrationOutcome:
     exit_code: int | None = None
 
 
-def image_reference(registry_endpoint: str, config: EnvironmentConfig) -> str:
-    return f"{registry_endpoint}/{config.image_name}:{config.image_tag}"
-
-
 def log_selector(config: EnvironmentConfig) -> str:
-    return f'{{environment="{config.name}", unit="{RUNNER_UNIT_LABEL}"}}'
+    return f'{{environment="{config.name}", unit="{MIGRATION_LOG_LABEL}"}}'
 
 
 PLACES = ("instances", "cluster")
@@ -155,7 +151,7 @@ def migrate(config: EnvironmentConfig, *, found: creds.Credentials, outputs: dic
     """Offline: the steps. Live: run them against `outputs` (the core stack's, sensitive
     ones included); MigrationFailed if the migration fails or never ends."""
     place = check_place(config, place)
-    image = image_reference((outputs or {}).get("registry_endpoint") or "<registry_endpoint>", config)
+    image = config.image((outputs or {}).get("registry_endpoint") or "<registry_endpoint>")
     outcome = MigrationOutcome(live=found.live, steps=steps(config, image, timeout, place))
     if not found.live:
         return outcome
@@ -209,7 +205,7 @@ class _RequestSecret:
         from scaleway.secret.v1beta1 import SecretV1Beta1API
 
         self.api, self.region = SecretV1Beta1API(client), config.region
-        path = outputs.get("secret_manager_path") or f"/ciel/{config.name}"
+        path = outputs["secret_manager_path"]  # migrate() checked that the core stack has outputs
         found = self.api.list_secrets_all(region=config.region, project_id=project_id, name=MIGRATION_REQUEST_SECRET,
                                           path=path, scheduled_for_deletion=False)
         if not found:
@@ -217,7 +213,7 @@ class _RequestSecret:
                               "migrations yet: it comes with the core stack of this version of ciel. Run `ciel deploy "
                               f"phase1 --env {config.name}`, then `ciel db migrate` before the new version gets "
                               "traffic")
-        self.secret_id, self.path = found[0].id, path
+        self.secret_id = found[0].id
 
     def newest(self) -> tuple[MigrationRequest | None, float]:
         """The newest request and when it was written (epoch seconds), or (None, 0)."""

@@ -34,7 +34,7 @@ def gitops_inputs(config: EnvironmentConfig, outputs: dict[str, object] | None =
         return str(value).split("/")[-1] if value else unresolved(name)
 
     return WorkloadInputs(
-        image=f"{get('registry_endpoint')}/{config.image_name}:{config.image_tag}",
+        image=config.image(get("registry_endpoint")),
         registry_host=f"rg.{config.region}.scw.cloud",
         private_network_id=bare("private_network_id"),
         ingress_ip_id=bare("cluster_ingress_ip_id"),

@@ -80,3 +80,15 @@ def test_a_run_on_instances_that_keep_their_logs_is_refused_before_any_call(envi
     refused = run_ciel("db", "migrate", "--env", "dev", env={"SCW_API_URL": "http://127.0.0.1:9"})
     assert refused.returncode == 2 and "ship_logs_to_cockpit: false" in refused.stderr
     assert "--on cluster" in " ".join(refused.stderr.split())
+
+
+def test_the_runner_prefixes_its_lines_with_the_label_ciel_looks_for():
+    """The runner stands alone on the machine (no import of ours): its prefix is the label by name."""
+    import importlib.util
+
+    from infra.cloudinit.app import MIGRATION_LOG_LABEL
+
+    spec = importlib.util.spec_from_file_location("run_migration", MIGRATION_RUNNER_SOURCE)
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    assert runner.PREFIX == MIGRATION_LOG_LABEL

@@ -37,6 +37,9 @@ MIGRATION_RUNNER_SOURCE = Path(__file__).with_name("run_migration.py")
 MIGRATION_UNIT = "ciel-migrate.service"
 MIGRATION_TIMER = "ciel-migrate.timer"
 MIGRATION_POLL_SECONDS = 10
+# The `unit` label of the runner's lines in Cockpit, and the prefix of each line
+# (run_migration.py PREFIX, which stands alone on the machine), by which ciel finds them.
+MIGRATION_LOG_LABEL = "ciel-migrate"
 
 
 @dataclass(frozen=True)
@@ -153,7 +156,7 @@ def _journal_source(label: str, unit: str, labels: dict[str, str]) -> list[str]:
 
 def _alloy_config(machine: AppMachine) -> str:
     labels = {"app": "ciel", "environment": machine.environment, "role": machine.role}
-    migrations = (_journal_source("migrations", MIGRATION_UNIT, {**labels, "unit": "ciel-migrate"})
+    migrations = (_journal_source("migrations", MIGRATION_UNIT, {**labels, "unit": MIGRATION_LOG_LABEL})
                   if machine.role == "api" else [])
     return "\n".join([
         *_journal_source("ciel", UNIT, labels),

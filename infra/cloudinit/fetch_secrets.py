@@ -97,12 +97,24 @@ def _env_line(key, value):
     return f"{key}={text}\n"
 
 
+def read_config(root, path=CONFIG):
+    """(the machine's secrets.json, its reader key)."""
+    with open(root + path) as stream:
+        config = json.load(stream)
+    with open(root + config["token_file"]) as stream:
+        return config, stream.read().strip()
+
+
+def fetch(config, token, api_url, name):
+    """(revision, bytes) of the secret `name` in the configuration's folder."""
+    return _fetch(api_url, token, config["region"], config["project_id"], config["path"], name)
+
+
 def materialize(config, token, api_url, root):
     """Fetch every secret the configuration names and write the files; returns the revisions."""
     env_secrets = config.get("env_secrets", {})
     names = sorted(set(env_secrets.values()) | {item["secret"] for item in config.get("files", [])})
-    fetched = {name: _fetch(api_url, token, config["region"], config["project_id"], config["path"], name)
-               for name in names}
+    fetched = {name: fetch(config, token, api_url, name) for name in names}
     if config.get("env_file"):
         lines = [f"{key}={value}\n" for key, value in sorted(config.get("settings", {}).items())]
         lines += [_env_line(key, fetched[name][1]) for key, name in sorted(env_secrets.items())]
@@ -121,10 +133,7 @@ def main(argv=None):
     parser.add_argument("--restart-if-changed", action="store_true",
                         help="restart ciel.service (without waiting) when a revision changed")
     args = parser.parse_args(argv)
-    with open(args.root + args.config) as stream:
-        config = json.load(stream)
-    with open(args.root + config["token_file"]) as stream:
-        token = stream.read().strip()
+    config, token = read_config(args.root, args.config)
     revisions_file = args.root + REVISIONS
     try:
         with open(revisions_file) as stream:

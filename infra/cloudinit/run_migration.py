@@ -40,7 +40,7 @@ MIGRATOR_SECRET = "migrator-database-url"
 STATE_DIR = "/var/lib/ciel/migrations"
 LOCK_FILE = "/run/ciel/migrate.lock"
 ENV_FILE = "/run/ciel/migrate.env"
-PREFIX = "ciel-migrate"
+PREFIX = "ciel-migrate"  # app.py MIGRATION_LOG_LABEL: `ciel db migrate` finds the lines by it
 
 
 def _secrets_client(path):
@@ -73,8 +73,7 @@ def run_request(request, *, secrets, config, token, api_url, root, docker):
     request_id, image = request["id"], request["image"]
     _say(request_id, f"started on {request['server']}: {image}, APP_MODE=migrate, as the migrator")
     try:
-        _, url = secrets._fetch(api_url, token, config["region"], config["project_id"], config["path"],
-                                MIGRATOR_SECRET)
+        _, url = secrets.fetch(config, token, api_url, MIGRATOR_SECRET)
     except secrets.FetchError as error:
         _say(request_id, f"cannot read the migrator's credentials: {error}")
         return 1
@@ -101,15 +100,11 @@ def main(argv=None):
     parser.add_argument("--docker", default="/usr/bin/docker")
     args = parser.parse_args(argv)
     root = args.root
-    with open(root + args.config) as stream:
-        config = json.load(stream)
-    with open(root + config["token_file"]) as stream:
-        token = stream.read().strip()
     secrets = _secrets_client(root + FETCH_SECRETS)
+    config, token = secrets.read_config(root, args.config)
     api_url = args.api_url or config["api_url"]
     try:
-        _, data = secrets._fetch(api_url, token, config["region"], config["project_id"], config["path"],
-                                 REQUEST_SECRET)
+        _, data = secrets.fetch(config, token, api_url, REQUEST_SECRET)
     except secrets.FetchError as error:
         if "not found" in str(error):
             return 0  # no migration was ever requested

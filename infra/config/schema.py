@@ -305,6 +305,10 @@ class EnvironmentConfig(BaseModel):
     def api_hostname(self) -> Optional[str]:
         return f"{self.api_subdomain}.{self.domain}" if self.domain else None
 
+    def image(self, registry_endpoint: str) -> str:
+        """The image every machine, pod and migration runs: this name and tag in that namespace."""
+        return f"{registry_endpoint}/{self.image_name}:{self.image_tag}"
+
     def tags(self, layer: str) -> list[str]:
         """Scaleway tags are strings; key=value keeps them filterable."""
         return ["app=ciel", f"environment={self.name}", f"layer={layer}"]

@@ -83,7 +83,7 @@ class CoreStack(TerraformStack):
         self.compute = None if config.instances_retired else Compute(
             self, "compute", config=config, network=self.networking, image=ImageSource(
                 registry_host=f"rg.{config.region}.scw.cloud",
-                image=f"{self.registry.namespace.endpoint}/{config.image_name}:{config.image_tag}",
+                image=config.image(self.registry.namespace.endpoint),
                 pull_secret=REGISTRY_PULL_SECRET,
             ), settings=self._app_settings(config), secret_env=dict(SECRET_ENV), secrets=self.secret_reader.source,
             secrets_ready=self.secrets.versions, logs=LogShipping(

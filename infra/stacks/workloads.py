@@ -97,7 +97,7 @@ class WorkloadsStack(TerraformStack):
             return Fn.element(Fn.split("/", reference), 1)
 
         self.inputs = WorkloadInputs(
-            image=f"{var['registry_endpoint']}/{config.image_name}:{config.image_tag}",
+            image=config.image(var["registry_endpoint"]),
             registry_host=registry_host,
             private_network_id=bare(var["private_network_id"]),
             ingress_ip_id=bare(var["cluster_ingress_ip_id"]),

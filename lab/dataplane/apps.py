@@ -104,7 +104,8 @@ class App:
         return f"http://{self.bind}:{self.spec.port}" if self.spec.mode == "api" else None
 
 
-def _image_tag(image: str) -> str:
+def image_tag(image: str) -> str:
+    """The tag (or digest) an image reference names; `latest` when it names none."""
     last = image.rsplit("/", 1)[-1]
     if "@" in last:
         return last.split("@", 1)[1]
@@ -146,7 +147,7 @@ def parse_cloud_init(text: str | None) -> AppSpec:
         port = int(settings["HTTP_ADDR"].rsplit(":", 1)[1])
     boot_files = tuple((str(entry["path"]), str(entry.get("permissions") or "0644"), str(entry.get("content") or ""))
                        for entry in files if entry.get("path") and not str(entry["path"]).startswith("/etc/systemd/"))
-    return AppSpec(mode=mode, image=image, tag=_image_tag(image), port=port, stop_timeout=stop_timeout,
+    return AppSpec(mode=mode, image=image, tag=image_tag(image), port=port, stop_timeout=stop_timeout,
                    boot_files=boot_files)
 
 

@@ -18,7 +18,7 @@ import os
 import subprocess
 import sys
 
-from lab.dataplane.apps import _image_tag
+from lab.dataplane.apps import image_tag
 from lab.dataplane.standin import _env_file
 
 OPTIONS_WITH_A_VALUE = {"--name", "--network", "--env-file", "-e", "--env", "--log-driver"}
@@ -43,7 +43,7 @@ def run(arguments: list[str]) -> int:
         print(f"docker run (lab): runs APP_MODE=migrate only, not {mode}", file=sys.stderr)
         return 125
     return subprocess.call([sys.executable, "-m", "lab.dataplane.standin", "--mode", "migrate", "--name",
-                            options.get("--name", "ciel-migrate"), "--version", _image_tag(image),
+                            options.get("--name", "ciel-migrate"), "--version", image_tag(image),
                             "--env-file", env_file, "--lab-dir", os.environ["CIEL_LAB_DIR"]])
 
 

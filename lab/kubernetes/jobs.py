@@ -31,6 +31,8 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from lab.dataplane.apps import image_tag
+
 NODE = "lab-node-0"
 LOG = logging.getLogger("lab.kubernetes")
 CONTAINER_LOGS = re.compile(r"^/containerLogs/([a-z0-9-]+)/([a-z0-9.-]+)/([a-z0-9-]+)$")
@@ -47,8 +49,8 @@ class _LogServer(ThreadingHTTPServer):
 class Kubelet:
     """The node's kubelet endpoint, for pod logs only."""
 
-    def __init__(self, core, directory: Path, authority) -> None:
-        self.core, self.directory = core, directory
+    def __init__(self, core, authority) -> None:
+        self.core = core
         self.logs: dict[tuple[str, str], Path] = {}  # (namespace, pod) → its container's output
         owner = self
 
@@ -103,7 +105,7 @@ class JobRunner:
 
         self.batch, self.core = client.BatchV1Api(api_client), client.CoreV1Api(api_client)
         self.runtime = runtime
-        self.kubelet = Kubelet(self.core, runtime.directory, authority)
+        self.kubelet = Kubelet(self.core, authority)
         self.kubelet.register()
         self.running: dict[str, tuple[str, float, int | None]] = {}  # job key → (pod name, started, deadline)
 
@@ -158,11 +160,9 @@ class JobRunner:
         env_file.parent.mkdir(parents=True, exist_ok=True)
         env_file.touch(mode=0o600)
         env_file.write_text("".join(f"{name}={value}\n" for name, value in sorted(environment.items())))
-        image = container.image or ""
-        version = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else "latest"
         self.runtime.supervisor.start(process, [
             sys.executable, "-m", "lab.dataplane.standin", "--mode", "migrate", "--name", pod_name,
-            "--version", version, "--env-file", str(env_file), "--lab-dir", str(self.runtime.directory)],
+            "--version", image_tag(container.image or ""), "--env-file", str(env_file), "--lab-dir", str(self.runtime.directory)],
             env={"PYTHONUNBUFFERED": "1"})
         self.core.patch_namespaced_pod_status(pod_name, namespace, {"status": {
             "phase": "Running", "startTime": _now(), "containerStatuses": [_container_status(

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.addresses import loopback_for
+from lab.dataplane.apps import image_tag
 
 POD_LOOPBACKS = ipaddress.ip_network("127.64.0.0/11")  # one /16 of it per lab, chosen by its port
 PRIVATE_LB = "service.beta.kubernetes.io/scw-loadbalancer-"
@@ -154,13 +155,12 @@ class ClusterNodes:
 
     def _run_container(self, pod: Pod, container: dict) -> None:
         """Start (or, as the kubelet does with restartPolicy Always, restart) the pod's app."""
-        image = container.get("image") or ""
-        version = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else "latest"
         queue = self._queue()
         self.fault_file.parent.mkdir(exist_ok=True)
         self.runtime.supervisor.start(self._process(pod), [
             sys.executable, "-m", "lab.dataplane.standin", "--mode", pod.mode, "--bind", pod.address,
-            "--port", str(pod.port), "--name", pod.name, "--version", version, "--fault-file", str(self.fault_file),
+            "--port", str(pod.port), "--name", pod.name, "--version", image_tag(container.get("image") or ""),
+            "--fault-file", str(self.fault_file),
             "--queue-dir", str(queue)])
 
     def _queue(self) -> Path:
