@@ -73,16 +73,33 @@ def _port_free(port: int) -> bool:
 DERIVED_PORTS = 3
 
 
-def free_ports(first: int = 47000, last: int = 60000) -> Ports:
+def _ephemeral_port_range() -> tuple[int, int]:
+    """The ports the kernel hands out to outgoing connections (Linux's default 32768-60999)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_ports(first: int = 20000, last: int = 32000) -> Ports:
     """Ports for a lab of its own (a rehearsal, a test): six consecutive free ones, the
-    API's, Object Storage's, the proxy's and those derived from the API's."""
+    API's, Object Storage's, the proxy's and those derived from the API's.
+
+    They are chosen outside the kernel's ephemeral range: etcd binds its port only when a
+    cluster is created, a minute later, and meanwhile any outgoing connection on the
+    machine (the load generator's, HAProxy's) may have taken it as its local port."""
     import random
 
-    for _ in range(200):
-        base = random.randrange(first, last, 8)
+    low, high = _ephemeral_port_range()
+    candidates = [base for base in range(first, last, 8)
+                  if base + 8 <= low or base > high]
+    random.shuffle(candidates)
+    for base in candidates[:200]:
         if all(_port_free(base + offset) for offset in range(3 + DERIVED_PORTS)):
             return Ports(base, base + 1, base + 2)
-    raise CielError(f"no six consecutive free ports between {first} and {last} on 127.0.0.1")
+    raise CielError(f"no six consecutive free ports between {first} and {last} on 127.0.0.1 outside the "
+                    f"ephemeral range {low}-{high}")
 
 
 def _answers(ports: Ports) -> bool:
