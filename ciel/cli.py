@@ -495,11 +495,16 @@ def cost(
     tiers = Table(title="The plan's tiers beside our figures (a bare environment at each tier)")
     for column in ("tier", "plan's target €/month", "ours €/month", "difference"):
         tiers.add_column(column)
-    for figure in costs.tier_figures(env):
-        target = f"~{figure.target_low}" if figure.target_low == figure.target_high else             f"~{figure.target_low}–{figure.target_high}"
-        middle = (figure.target_low + figure.target_high) / 2
-        tiers.add_row(figure.tier, target, f"{figure.ours:.2f}", f"{figure.ours - middle:+.2f}")
+    figures = costs.tier_figures(env)
+    for figure in figures:
+        tiers.add_row(figure.tier, figure.target, f"{figure.ours:.2f}", f"{figure.difference:+.2f}")
     out.print(tiers)
+    for figure in figures:
+        if figure.departures:
+            out.print(f"Where {figure.tier} departs from the plan's figure ({figure.difference:+.2f} €/month), "
+                      "line by line:", highlight=False, markup=False)
+            for item, monthly, why in figure.departures:
+                out.print(f"  {item} ({monthly:.2f} €/month): {why}", highlight=False, markup=False)
 
 
 lab_app = typer.Typer(help="A local Scaleway on 127.0.0.1 that the real provider and SDK apply against "

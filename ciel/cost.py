@@ -17,6 +17,16 @@ class TierFigure:
     target_low: int
     target_high: int
     ours: float
+    departures: tuple[tuple[str, float, str], ...] = ()  # (cost line, its €/month, why)
+
+    @property
+    def target(self) -> str:
+        return f"~{self.target_low}" if self.target_low == self.target_high else f"~{self.target_low}–{self.target_high}"
+
+    @property
+    def difference(self) -> float:
+        """Ours against the plan's figure (the middle of a range)."""
+        return round(self.ours - (self.target_low + self.target_high) / 2, 2)
 
 
 def _synthesized(config: EnvironmentConfig) -> dict:
@@ -49,7 +59,7 @@ def both_phases_cost(env: str):
 
 def tier_figures(env: str) -> list[TierFigure]:
     """Each tier's preset, on a bare environment in `env`'s region, priced like `env`."""
-    from infra.pricing import PLAN_TARGETS, cost_lines, load_prices, total
+    from infra.pricing import PLAN_DEPARTURES, PLAN_TARGETS, cost_lines, load_prices, total
 
     base = load_environment(env)
     table = load_prices()
@@ -59,7 +69,15 @@ def tier_figures(env: str) -> list[TierFigure]:
                                    private_network_cidr=base.private_network_cidr, image_tag=base.image_tag,
                                    **preset(tier))
         low, high = PLAN_TARGETS[tier]
-        figures.append(TierFigure(tier, low, high, total(cost_lines(_synthesized(config), table))))
+        lines = cost_lines(_synthesized(config), table)
+        monthly = {line.item: line.monthly for line in lines}
+        departures = []
+        for item, why in PLAN_DEPARTURES[tier]:
+            if item not in monthly:  # a preset changed under the explanation
+                raise KeyError(f"infra/pricing PLAN_DEPARTURES[{tier!r}] names {item!r}, which tier {tier} no "
+                               f"longer has (its lines: {', '.join(monthly)})")
+            departures.append((item, monthly[item], why))
+        figures.append(TierFigure(tier, low, high, total(lines), tuple(departures)))
     return figures
 
 

@@ -81,7 +81,7 @@ ALERTED = (
         "an outage: `ciel verify --env ENV`; during a cutover, `ciel migrate rollback`", _load_balancer),
     AlertedSignal("load balancer connections", PreconfiguredRule(
         "fcf06e62-22ee-4e86-9b16-3cc9708e1b07", "LBHighConnectionLoad", "LB", "> 80 % for 10 minutes"),
-        "a larger lb_type (LB-S → LB-GP-M: the scale tier's)", _load_balancer),
+        "a larger lb_type (LB-S → LB-GP-M, the growth tier's)", _load_balancer),
     AlertedSignal("load balancer CPU", PreconfiguredRule(
         "769bd543-6030-4540-bd2d-5e2d0604e767", "LBHighCPULoad", "LB", "> 80 % for 10 minutes"),
         "a larger lb_type", _load_balancer),

@@ -51,7 +51,7 @@ def test_unknown_environment_names_the_known_ones():
         ("api_instance_type: DEV2-S\n", ["api_instance_type", "'DEV2-S' is not a supported instance type", "DEV1-S"]),
         ("enable_https: true\n", ["enable_https: a certificate needs `domain`"]),
         ("domain: Not_A_Domain\n", ["domain", "not a fully qualified domain name"]),
-        ("cdn_custom_domain: cdn.example.com\n", ["cdn_custom_domain: set enable_cdn: true"]),
+        ("enable_cdn: false\ncdn_custom_domain: cdn.example.com\n", ["cdn_custom_domain: set enable_cdn: true"]),
         ("receive_wait_time: 30\n", ["receive_wait_time", "less than or equal to 20"]),
         ("db_read_replica_count: 9\n", ["db_read_replica_count", "less than or equal to 3"]),
         ("cors_allowed_origins: [app.example.com]\n", ["cors_allowed_origins", "scheme://host"]),
@@ -80,11 +80,11 @@ def test_tier_presets_fill_scaling_variables_and_the_file_wins(environments_dir)
     assert (tuned.db_read_replica_count, tuned.use_managed_redis, tuned.db_enable_ha) == (2, False, True)
 
 
-def test_mvp_defaults_are_the_cheap_ones(environments_dir):
+def test_mvp_defaults_are_the_cheap_ones_with_the_plans_cdn(environments_dir):
     (environments_dir / "small.yaml").write_text('tier: mvp\nimage_tag: "1.0.0"\n')
     config = load_environment("small")
     assert (config.api_instance_count, config.api_instance_type, config.db_node_type, config.db_enable_ha,
-            config.use_managed_redis, config.enable_cdn, config.lb_type) == (1, "DEV1-S", "DB-DEV-S", False, False, False, "LB-S")
+            config.use_managed_redis, config.enable_cdn, config.lb_type) == (1, "DEV1-S", "DB-DEV-S", False, False, True, "LB-S")
     assert (config.message_retention_seconds, config.visibility_timeout, config.receive_wait_time, config.enable_dlq) == (
         345600, 300, 10, True)
     assert (config.db_work_mem_mb, config.db_max_connections, config.db_effective_cache_size_mb) == (4, 100, 768)

@@ -158,7 +158,7 @@ CROSS_FIELD_RULES = [
                              "the LB); set domain or enable_https: false"),
     ("domain: ciel.example.com\nenable_https: true\nenable_load_balancer: false\n",
      "enable_https: needs enable_load_balancer: true (the certificate lives on the LB)"),
-    ("cdn_custom_domain: cdn.example.com\n", "cdn_custom_domain: set enable_cdn: true to use it"),
+    ("enable_cdn: false\ncdn_custom_domain: cdn.example.com\n", "cdn_custom_domain: set enable_cdn: true to use it"),
     ("traffic: cluster\n", "traffic: cluster needs phase: 2 (run `ciel deploy phase2` first)"),
     ("instances_retired: true\n", "instances_retired: only after the cutover moved traffic to the cluster"),
     ("k8s_pool_min_size: 4\nk8s_pool_max_size: 2\n", "k8s_pool_max_size: must be at least k8s_pool_min_size"),

@@ -141,3 +141,34 @@ def test_cost_shows_what_phase_2_adds_and_the_total_while_both_phases_run():
     assert total(both) == round(total(phase1) + sum(line.monthly for line in added), 2)
     result = run_ciel("cost", "--env", "dev")
     assert "Added by phase 2" in result.stdout and "While both phases run:" in result.stdout
+
+
+def test_the_readme_tier_table_is_what_ciel_cost_computes_and_names_every_departure():
+    from tests.conftest import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme[readme.index("### Tiers beside the plan"):]
+    rows = {cells[0]: cells for cells in (
+        [cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines()
+        if line.startswith("| ") and not line.startswith("| tier") and not line.startswith("| ---"))}
+    figures = {figure.tier: figure for figure in costs.tier_figures("dev")}
+    assert set(rows) == set(figures) == set(PLAN_TARGETS)
+    for tier, figure in figures.items():
+        _, target, ours, difference, why = rows[tier]
+        assert (target, ours, difference) == (figure.target, f"{figure.ours:.2f}", f"{figure.difference:+.2f}"), tier
+        for item, monthly, _ in figure.departures:
+            assert item in why or item.lower() in why, (tier, item)
+
+
+def test_a_tier_outside_its_target_says_where_it_departs():
+    for figure in costs.tier_figures("dev"):
+        inside = figure.target_low * 0.9 <= figure.ours <= figure.target_high * 1.1
+        assert inside or figure.departures, f"{figure.tier}: {figure.ours:.2f} €/month against {figure.target}, unexplained"
+
+
+def test_a_departure_naming_a_line_the_tier_no_longer_has_is_an_error(monkeypatch):
+    from infra import pricing
+
+    monkeypatch.setitem(pricing.PLAN_DEPARTURES, "scale", (("a line nobody creates", "why"),))
+    with pytest.raises(KeyError, match="'a line nobody creates', which tier scale no longer has"):
+        costs.tier_figures("dev")

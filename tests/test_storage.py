@@ -36,7 +36,7 @@ def test_app_credentials_may_only_touch_objects_of_this_project():
 
 
 def test_without_cdn_there_is_no_bucket_policy_and_no_pipeline():
-    stack = synth_core("dev")
+    stack = synth_core("dev", enable_cdn=False)
     assert of_type(stack, "scaleway_object_bucket_policy") == []
     assert of_type(stack, "scaleway_edge_services_pipeline") == []
 

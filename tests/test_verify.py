@@ -42,3 +42,13 @@ def test_the_checks_are_named_once_and_the_cli_refuses_an_unknown_one():
     assert result.returncode == 2 and "--check 'nope': choose from health, database" in result.stderr
     help_text = " ".join(run_ciel("verify", "--help").stdout.split())
     assert "--json" in help_text and "--wait" in help_text and "calls nothing" in help_text
+
+
+def test_without_a_cdn_the_cdn_check_is_skipped_saying_why_before_any_request():
+    from ciel import verify
+    from tests.conftest import config_for
+
+    target = verify.Target(config=config_for("dev", enable_cdn=False), outputs={})
+    (cdn,) = [check for check in checks(None) if check.name == "cdn"]
+    with pytest.raises(verify.Skipped, match=r"^no CDN in this environment"):
+        cdn.run(target)

@@ -163,7 +163,8 @@ class EnvironmentConfig(BaseModel):
                                        description="Managed Redis 7 engine version (check `scw redis version list`).")
 
     # --- storage and CDN --------------------------------------------------------------
-    enable_cdn: bool = Field(False, description="Edge Services pipeline (CDN) in front of the media bucket.")
+    enable_cdn: bool = Field(True, description="Edge Services pipeline (CDN) in front of the media bucket; the plan's "
+                                               "MVP already has one (about 5 €/month).")
     cdn_custom_domain: Hostname = Field(None, description="Custom host of the CDN (e.g. cdn.ciel.example.com), with a managed certificate.")
     cors_allowed_origins: list[str] = Field(default_factory=list, description="Origins allowed to upload to the bucket with presigned URLs (https://app.example.com).")
     enable_glacier_transition: bool = Field(False, description="Move media objects to Glacier after `glacier_transition_days`.")

@@ -8,19 +8,21 @@ YAML file wins over its tier's preset, key by key. Monthly figures are the plan'
 from __future__ import annotations
 
 TIER_PRESETS: dict[str, dict[str, object]] = {
-    # ~€50/month: one of everything, self-managed Redis, no HA.
+    # ~€50/month: one of everything, self-managed Redis, no HA, the CDN.
     "mvp": {},
-    # ~€200/month: two API and two worker instances, database HA, CDN, bastion.
+    # ~€200/month: two API and two worker instances, a production database with HA,
+    # managed Redis, a general-purpose LB, bastion.
     "growth": {
         "api_instance_count": 2,
         "api_instance_type": "DEV1-M",
         "worker_instance_count": 2,
         "worker_instance_type": "DEV1-M",
-        "db_node_type": "DB-DEV-L",
+        "lb_type": "LB-GP-M",
+        "db_node_type": "DB-PRO2-XXS",
         "db_enable_ha": True,
         "db_volume_size_in_gb": 20,
-        "redis_instance_type": "DEV1-M",
-        "enable_cdn": True,
+        "use_managed_redis": True,
+        "managed_redis_node_type": "RED1-MICRO",
         "enable_bastion": True,
         "k8s_node_type": "PRO2-XXS",
         "k8s_pool_min_size": 2,
@@ -42,7 +44,6 @@ TIER_PRESETS: dict[str, dict[str, object]] = {
         "db_effective_cache_size_mb": 6144,
         "use_managed_redis": True,
         "managed_redis_node_type": "RED1-S",
-        "enable_cdn": True,
         "enable_bastion": True,
         "public_gateway_type": "VPC-GW-M",
         "db_backup_retention_days": 14,

@@ -22,6 +22,26 @@ PRICE_FILE = Path(__file__).with_name("prices.yaml")
 # The plan's tier targets (€/month), shown beside our figures.
 PLAN_TARGETS = {"mvp": (50, 50), "growth": (200, 200), "scale": (600, 800)}
 
+# Where a tier's figure leaves the plan's, and why: (cost line, why it is there). The
+# presets follow the plan's tier tables (offers, counts, HA, managed or not, CDN); what
+# differs is what those tables leave out and list prices. `ciel cost` prints these under
+# the tier table with each line's €/month, and the README's table repeats them (tested).
+PLAN_DEPARTURES: dict[str, tuple[tuple[str, str], ...]] = {
+    "mvp": (
+        ("public gateway", "egress for machines that have no public IP (inbound only through the LB)"),
+        ("public gateway IP", "the gateway's flexible IP"),
+        ("Secret Manager secrets", "secrets read at run time, never in user data"),
+    ),
+    "growth": (
+        ("public gateway", "as mvp"),
+        ("public gateway IP", "as mvp"),
+        ("Secret Manager secrets", "as mvp"),
+        ("PostgreSQL 16 (HA: 2 nodes)", "the plan's production database with HA: two DB-PRO2-XXS nodes at "
+                                        "today's list price (58.40 each); `db_enable_ha: false` saves one"),
+    ),
+    "scale": (),
+}
+
 USAGE_PRICED = [
     ("Object Storage (media bucket)", "per GB stored and egress"),
     ("Scaleway Queues", "per million requests beyond the free tier"),
