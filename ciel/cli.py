@@ -672,6 +672,38 @@ def k8s_render(
 
 
 @app.command()
+def dashboard(
+    env: str = EnvOption,
+    out_file: Optional[str] = typer.Option(None, "--out", help="File to write (default: "
+                                           ".ciel/dashboards/ENV.json); `-` prints it."),
+) -> None:
+    """Write ENV's Cockpit Grafana dashboard as JSON, for review and import.
+
+    One panel per alerted signal, plotting what its alert measures with the limit it fires
+    at, then the counts that drive the bill and the app's logs (infra/dashboards.py). Calls
+    nothing: import the file in Cockpit's Grafana (Dashboards > New > Import); importing
+    it again replaces it (same uid, ciel-ENV).
+    """
+    from pathlib import Path
+
+    from foundation import paths
+    from infra.config import load_environment
+    from infra.dashboards import dashboard_json, rows
+
+    config = load_environment(env)
+    rendered = dashboard_json(config)
+    if out_file == "-":
+        typer.echo(rendered, nl=False)
+        return
+    path = Path(out_file) if out_file else paths.work_dir() / "dashboards" / f"{env}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(rendered)
+    panels = sum(len(row.panels) for row in rows(config))
+    out.print(f"{path}: dashboard ciel-{env}, {panels} panels in {len(rows(config))} rows", highlight=False,
+              markup=False)
+
+
+@app.command()
 def synth(
     env: str = EnvOption,
     offline: bool = typer.Option(False, "--offline", help="Use the throw-away local state backend (and the offline "

@@ -28,10 +28,12 @@ def test_each_signal_of_the_plan_has_a_rule_or_says_why_not_yet():
     assert all(signal.action and signal.rule.threshold for signal in ALERTED)
 
 
-def test_pinned_rules_are_in_the_local_scaleways_catalogue_under_the_same_name():
-    catalogue = {rule[0]: (rule[1], rule[2]) for rule in PRECONFIGURED_RULES}
+def test_pinned_rules_are_in_the_local_scaleways_catalogue_under_the_same_name_and_expression():
+    catalogue = {rule[0]: (rule[1], rule[2], rule[7]) for rule in PRECONFIGURED_RULES}
     for signal in ALERTED:
-        assert catalogue.get(signal.rule.rule_id) == (signal.rule.name, signal.rule.product), signal.signal
+        rule = signal.rule
+        assert catalogue.get(rule.rule_id) == (rule.name, rule.product, rule.expression), signal.signal
+        assert rule.expression == f"{rule.measure} > {rule.limit:g}"  # what the dashboard splits
 
 
 EVERY_ENVIRONMENT = {"InstanceHighCPUUsage", "PostgreSQLHighCPULoad", "PostgresqlTooManyConnections",
