@@ -27,7 +27,8 @@ One at a time (phase 1): a request whose run has not reported its end (no `exit`
 newest request, in the environment's own Secret Manager, where every operator sees it).
 After writing, ciel reads the newest request back: if another `ciel db migrate` wrote
 after it, this one stands down. On the machine a file lock and a marker per request make
-a request run at most once, however often the timer fires. Phase 2: an unfinished migration Job blocks the next one,
+a request run at most once, however often the timer fires. Requests older than the one
+before are deleted when a new one is written. Phase 2: an unfinished migration Job blocks the next one,
 and of two created at once the younger deletes itself.
 
 Offline (no credentials), it prints these steps and calls nothing.
@@ -54,6 +55,9 @@ from infra.contract import MIGRATE_MODE, MIGRATION_REQUEST_SECRET, MIGRATOR_SECR
 from k8s.workloads import MIGRATOR_SECRETS, NAMESPACE, migration_job
 
 TIMEOUT = 900.0  # for the run to report its end: the timer's 10 s, a pull, the migrations
+# Request versions kept: this one and the one before. Older ones are deleted once this one
+# is written (each enabled version is billed, and the history is in Cockpit's logs).
+KEPT_REQUESTS = 2
 POLL = 2.0
 EXIT_PREFIX = "exit "
 MIGRATION_JOBS = "app.kubernetes.io/component=migration"
@@ -125,7 +129,7 @@ def steps(config: EnvironmentConfig, image: str, timeout: float, place: str) -> 
         f"{timeout:.0f} s old (one migration at a time)",
         "pick the first running API instance of the core stack's api_server_ids",
         f"add a version to that secret: {{id, image: {image}, server}}; read it back (another request written "
-        "since: stand down)",
+        f"since: stand down); delete its versions older than the {KEPT_REQUESTS} newest",
         f"the machine's ciel-migrate timer (every 10 s) runs {image} once with APP_MODE={MIGRATE_MODE} and "
         f"DATABASE_URL from /ciel/{config.name}/{MIGRATOR_SECRET} (the migrator's, never the app's)",
         f"follow Cockpit logs {log_selector(config)} with the query-only token and print the run's lines, "
@@ -254,6 +258,19 @@ class _RequestSecret:
         if newest is None or newest.id != request.id:
             raise UsageError(f"another `ciel db migrate` wrote request {newest.id if newest else '?'} right after this "
                              f"one ({request.id}): that one runs, this one stands down")
+        self._prune()
+
+    def _prune(self) -> None:
+        """Delete the request versions older than the KEPT_REQUESTS newest ones. Only the newest
+        is ever read (by the machine's runner and by the next command), so nothing waits on them."""
+        from scaleway.secret.v1beta1 import SecretVersionStatus
+
+        versions = sorted(self.api.list_secret_versions_all(secret_id=self.secret_id, region=self.region,
+                                                            status=[SecretVersionStatus.ENABLED]),
+                          key=lambda version: version.revision)
+        for version in versions[:-KEPT_REQUESTS]:
+            self.api.delete_secret_version(secret_id=self.secret_id, region=self.region,
+                                           revision=str(version.revision))
 
 
 def _first_running_api_server(client, config: EnvironmentConfig, outputs: dict) -> str:

@@ -192,7 +192,18 @@ def deploy_phase1(
         _apply(workspace, plan, credentials)
         outcome.applied = True
         outcome.outputs = workspace.outputs()
+    if credentials.live and not plan_only and image_tag is not None:
+        say_recorded_release(env, image_tag)
     return outcome
+
+
+def say_recorded_release(env: str, image_tag: str) -> None:
+    """Record a live deploy's --image-tag in the environment file, and say so."""
+    from infra.config.loader import record_image_tag
+
+    path = record_image_tag(env, image_tag)
+    if path is not None:
+        say(f"→ recorded image_tag: {image_tag} in {path} (commit it: the next deploy without --image-tag runs it)")
 
 
 def _apply(workspace: StackWorkspace, plan: PlanResult, credentials: creds.Credentials) -> None:

@@ -347,3 +347,18 @@ def test_the_command_prints_ignored_settings_as_warnings(environments_dir):
     assert result.returncode == 0, result.stderr
     assert f"warning: {environments_dir / 'qa.yaml'}: keda_messages_per_worker is ignored because enable_keda is false" \
            in result.stderr
+
+
+@pytest.mark.parametrize("tag", ["2", "1.10", "1.4.2", "sha-0a1b2c3"])
+def test_a_recorded_image_tag_reads_back_as_the_same_text_and_keeps_the_rest_of_the_file(environments_dir, tag):
+    from infra.config.loader import record_image_tag
+
+    original = '# staging-like\ntier: growth\nimage_tag: "1.0.0"  # the release\nregion: fr-par\n'
+    (environments_dir / "qa.yaml").write_text(original)
+    path = record_image_tag("qa", tag)
+    assert path == environments_dir / "qa.yaml"
+    assert load_environment("qa").image_tag == tag
+    lines = path.read_text().splitlines()
+    assert lines[0] == "# staging-like" and lines[-1] == "region: fr-par"
+    assert f'image_tag: "{tag}"  # recorded by ciel' in lines
+    assert record_image_tag("qa", tag) is None  # already says so: the file is left alone

@@ -52,12 +52,16 @@ def test_each_plan_reflects_its_tier():
     assert planned(dev, "scaleway_rdb_read_replica") == [] and planned(dev, "scaleway_redis_cluster") == []
     assert sorted(s["name"] for s in planned(dev, "scaleway_instance_server")) == [
         "ciel-dev-api-0", "ciel-dev-redis", "ciel-dev-worker-0"]
-    assert [db["node_type"] for db in planned(staging, "scaleway_rdb_instance")] == ["DB-DEV-L"]
+    # growth, as the plan's table: a production database with HA, managed Redis, a general-purpose LB
+    assert [(db["node_type"], db["is_ha_cluster"]) for db in planned(staging, "scaleway_rdb_instance")] == [
+        ("DB-PRO2-XXS", True)]
+    assert [r["node_type"] for r in planned(staging, "scaleway_redis_cluster")] == ["RED1-MICRO"]
+    assert [lb["type"] for lb in planned(staging, "scaleway_lb")] == ["LB-GP-M"]
     assert [db["is_ha_cluster"] for db in planned(prod, "scaleway_rdb_instance")] == [True]
     assert len(planned(prod, "scaleway_rdb_read_replica")) == 1
     assert [r["node_type"] for r in planned(prod, "scaleway_redis_cluster")] == ["RED1-S"]
     assert [lb["type"] for lb in planned(prod, "scaleway_lb")] == ["LB-GP-M"]
-    assert planned(dev, "scaleway_edge_services_pipeline") == [] and planned(prod, "scaleway_edge_services_pipeline")
+    assert all(len(planned(plan, "scaleway_edge_services_pipeline")) == 1 for plan in (dev, staging, prod))
 
 
 def test_secret_outputs_are_sensitive_in_the_engine_plan():

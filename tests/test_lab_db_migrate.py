@@ -100,6 +100,13 @@ def test_migrations_run_once_on_an_api_machine_as_the_migrator_and_a_failure_fai
             first.kill()
         assert first.returncode == 0, stdout[-3000:] + stderr[-3000:]
         assert (stdout + stderr).count("applying") == 3
+        # Four requests written (the refused one wrote none): only the newest two are kept.
+        project = lab_env["SCW_DEFAULT_PROJECT_ID"]
+        [request_secret] = lab_json(lab_env, f"/secret-manager/v1beta1/regions/fr-par/secrets?project_id={project}"
+                                             "&name=migration-request")["secrets"]
+        versions = lab_json(lab_env, f"/secret-manager/v1beta1/regions/fr-par/secrets/{request_secret['id']}"
+                                     "/versions")["versions"]
+        assert sorted(version["revision"] for version in versions if version["status"] == "enabled") == [3, 4]
 
 
         # Phase 2: the same migrations as a Job in the cluster, beside the instances.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import re
 import warnings
 from pathlib import Path
@@ -115,7 +117,9 @@ def record_settings(name: str, directory: Path | None = None, **settings: object
     path = directory / f"{environment_name(name)}.yaml"
     lines = path.read_text().splitlines()
     for key, value in settings.items():
-        rendered = str(value).lower() if isinstance(value, bool) else str(value)
+        # Quoted strings stay strings (a tag such as 2 or 1.10 would read back as a number).
+        rendered = str(value).lower() if isinstance(value, bool) else json.dumps(value) if isinstance(value, str) \
+            else str(value)
         entry = f"{key}: {rendered}  # recorded by ciel"
         for index, line in enumerate(lines):
             if line.startswith(f"{key}:"):
@@ -130,3 +134,11 @@ def record_settings(name: str, directory: Path | None = None, **settings: object
 
 def record_phase(name: str, phase: int, directory: Path | None = None) -> Path:
     return record_settings(name, directory, phase=phase)
+
+
+def record_image_tag(name: str, image_tag: str, directory: Path | None = None) -> Path | None:
+    """After a live deploy with --image-tag: the file says what runs, so that the next
+    deploy without the option does not roll back. Returns the file when it changed."""
+    if load_environment(name, directory).image_tag == image_tag:
+        return None
+    return record_settings(name, directory, image_tag=image_tag)
