@@ -28,8 +28,8 @@ newest request, in the environment's own Secret Manager, where every operator se
 After writing, ciel reads the newest request back: if another `ciel db migrate` wrote
 after it, this one stands down. On the machine a file lock and a marker per request make
 a request run at most once, however often the timer fires. Requests older than the one
-before are deleted when a new one is written. Phase 2: an unfinished migration Job blocks the next one,
-and of two created at once the younger deletes itself.
+before are deleted when a new one is written. Phase 2: an unfinished migration Job
+blocks the next one, and of two created at once the younger deletes itself.
 
 Offline (no credentials), it prints these steps and calls nothing.
 """
