@@ -688,19 +688,19 @@ def dashboard(
 
     from foundation import paths
     from infra.config import load_environment
-    from infra.dashboards import dashboard_json, rows
+    from infra.dashboards import dashboard, dashboard_json
 
-    config = load_environment(env)
-    rendered = dashboard_json(config)
+    model = dashboard(load_environment(env))
+    rendered = dashboard_json(model)
     if out_file == "-":
         typer.echo(rendered, nl=False)
         return
     path = Path(out_file) if out_file else paths.work_dir() / "dashboards" / f"{env}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(rendered)
-    panels = sum(len(row.panels) for row in rows(config))
-    out.print(f"{path}: dashboard ciel-{env}, {panels} panels in {len(rows(config))} rows", highlight=False,
-              markup=False)
+    row_count = sum(panel["type"] == "row" for panel in model["panels"])
+    out.print(f"{path}: dashboard ciel-{env}, {len(model['panels']) - row_count} panels in {row_count} rows",
+              highlight=False, markup=False)
 
 
 @app.command()

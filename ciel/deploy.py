@@ -193,11 +193,11 @@ def deploy_phase1(
         outcome.applied = True
         outcome.outputs = workspace.outputs()
     if credentials.live and not plan_only and image_tag is not None:
-        say_recorded_release(env, image_tag)
+        record_release(env, image_tag)
     return outcome
 
 
-def say_recorded_release(env: str, image_tag: str) -> None:
+def record_release(env: str, image_tag: str) -> None:
     """Record a live deploy's --image-tag in the environment file, and say so."""
     from infra.config.loader import record_image_tag
 

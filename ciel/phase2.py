@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ciel import credentials as creds
-from ciel.deploy import check_provider_source, load_config, say_recorded_release, start_session
+from ciel.deploy import check_provider_source, load_config, record_release, start_session
 from ciel.rollout import backend_health_waiter
 from foundation.errors import CielError
 from foundation.process import say
@@ -160,7 +160,7 @@ def deploy_phase2(
     if credentials.live:  # idempotent; also records a run that applied the workloads but died before this
         record_phase(env, 2)
         if image_tag is not None:
-            say_recorded_release(env, image_tag)
+            record_release(env, image_tag)
     return Phase2Outcome(env=env, credentials=credentials, cluster_plan=cluster_plan, workloads_plan=workloads_plan,
                          applied=applied, untouched_checked=checked,
                          cluster_applied=credentials.live and bool(cluster_plan.changes))

@@ -125,6 +125,6 @@ def dashboard(config: EnvironmentConfig) -> dict:
     }
 
 
-def dashboard_json(config: EnvironmentConfig) -> str:
-    """The model as written to disk: stable key order, so a review diff shows only changes."""
-    return json.dumps(dashboard(config), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+def dashboard_json(model: dict) -> str:
+    """A model as written to disk: stable key order, so a review diff shows only changes."""
+    return json.dumps(model, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 import re
 import warnings
 from pathlib import Path
@@ -117,9 +116,12 @@ def record_settings(name: str, directory: Path | None = None, **settings: object
     path = directory / f"{environment_name(name)}.yaml"
     lines = path.read_text().splitlines()
     for key, value in settings.items():
-        # Quoted strings stay strings (a tag such as 2 or 1.10 would read back as a number).
-        rendered = str(value).lower() if isinstance(value, bool) else json.dumps(value) if isinstance(value, str) \
-            else str(value)
+        if isinstance(value, bool):
+            rendered = str(value).lower()
+        elif isinstance(value, str):  # quoted: a tag such as 2 or 1.10 would read back as a number
+            rendered = json.dumps(value)
+        else:
+            rendered = str(value)
         entry = f"{key}: {rendered}  # recorded by ciel"
         for index, line in enumerate(lines):
             if line.startswith(f"{key}:"):

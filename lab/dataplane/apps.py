@@ -27,9 +27,9 @@ Workers of one private network share a job queue folder, queues/<private network
 a test makes an API backend's /health fail by creating its fault file (`fault_file`).
 
 An API machine whose user data installs `ciel-migrate` gets its timer: while its app
-runs, the lab runs that very runner as the timer does (and at once on a new request) (--root: the machine's files, the lab's
-API for Secret Manager), with lab/dataplane/docker.py in place of Docker (the Ciel image
-is the missing piece); what it prints is the journal of ciel-migrate.service
+runs, the lab runs that very runner as the timer does, and at once on a new request
+(--root: the machine's files, the lab's API for Secret Manager), with
+lab/dataplane/docker.py in place of Docker (the Ciel image is the missing piece); what it prints is the journal of ciel-migrate.service
 (`journal_file`), which the machine's Alloy ships.
 """
 
